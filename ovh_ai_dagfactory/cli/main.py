@@ -1,0 +1,40 @@
+"""`ovh-ai-dagfactory`: parse arguments and dispatch; each command lives in its own module.
+
+Commands import what they need lazily, so `validate` and `schema` never import Airflow or openai.
+Exit codes: 0 success, 1 invalid pipelines or a failed run, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ovh-ai-dagfactory",
+        description="Validate, render and run YAML pipelines of OVHcloud AI Endpoints steps.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    from ovh_ai_dagfactory.cli import validate_command, schema_command
+
+    validate_command.register(commands)
+    schema_command.register(commands)
+    try:
+        from ovh_ai_dagfactory.cli import render_command, run_command
+    except ImportError:  # pragma: no cover - modules land with the DAG factory
+        pass
+    else:
+        render_command.register(commands)
+        run_command.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse exits with 2 on usage errors
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
