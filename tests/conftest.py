@@ -1,0 +1,111 @@
+"""Shared fixtures: an Airflow metadata DB in a temporary AIRFLOW_HOME, a way to run a DAG through
+Airflow itself (`dag.test()`) on both Airflow lines, and an Airflow connection that points our hook
+at the local OpenAI-compatible server (llmock's `llmock` fixture, a real HTTP server on 127.0.0.1).
+
+Airflow reads its configuration when first imported, so the environment is set here, at import
+time, before any test module can import Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="ovh-ai-dagfactory-tests-"))
+(_AIRFLOW_HOME / "dags").mkdir()
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_AIRFLOW_HOME / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ.pop("OPENAI_BASE_URL", None)
+os.environ.pop("OPENAI_API_KEY", None)
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEST_TOKEN = "sk-test-4f1c9e0b7a2d5e8c"  # a recognisable fake token: tests assert it never leaks
+CONN_ID = "ovh_ai_endpoints_default"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A fresh SQLite metadata DB for the whole session (reset once, ~2-4 s)."""
+    from airflow.utils import db
+
+    db.resetdb()
+    if _airflow_major() >= 3:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+        DagBundlesManager().sync_bundles_to_db()
+    return _AIRFLOW_HOME
+
+
+def _airflow_major() -> int:
+    import airflow
+
+    return int(airflow.__version__.split(".")[0])
+
+
+@pytest.fixture(scope="session")
+def airflow_major() -> int:
+    return _airflow_major()
+
+
+def run_dag(dag: Any, logical_date: datetime | None = None, run_conf: dict | None = None) -> Any:
+    """Run one DagRun of `dag` through Airflow (`dag.test()`) and return the DagRun.
+
+    On Airflow 3 the DAG must be serialized into the metadata DB first; on 2.11 `dag.test()`
+    takes `execution_date`.
+    """
+    logical_date = logical_date or datetime.now(timezone.utc)
+    if _airflow_major() >= 3:
+        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+        bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+        bag.bag_dag(dag)
+        sync_bag_to_db(bag, "dags-folder", None)
+        return dag.test(logical_date=logical_date, run_conf=run_conf)
+    return dag.test(execution_date=logical_date, run_conf=run_conf)
+
+
+def xcom_value(dag_run: Any, task_id: str, key: str = "return_value") -> Any:
+    """The XCom a task of `dag_run` pushed, read back from the metadata DB."""
+    from airflow.utils.session import create_session
+
+    if _airflow_major() >= 3:
+        from airflow.models.xcom import XComModel
+
+        with create_session() as session:
+            row = (
+                session.query(XComModel)
+                .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
+                .one_or_none()
+            )
+            return None if row is None else XComModel.deserialize_value(row)
+    from airflow.models.xcom import XCom
+
+    return XCom.get_one(run_id=dag_run.run_id, dag_id=dag_run.dag_id, task_id=task_id, key=key)
+
+
+def task_states(dag_run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+@pytest.fixture
+def ovh_connection(llmock: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """`ovh_ai_endpoints_default` as an env-var connection (JSON form) pointing at llmock.
+
+    llmock's own fixture sets OPENAI_BASE_URL/OPENAI_API_KEY; our hook must ignore them, so they
+    stay set on purpose.
+    """
+    conn = {"conn_type": "ovhcloud_ai_endpoints", "host": llmock.base_url("openai"), "password": TEST_TOKEN}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
+    return conn
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
