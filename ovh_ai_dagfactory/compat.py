@@ -1,0 +1,37 @@
+"""Every import that differs between Airflow 2.11 and Airflow 3.x, in one place.
+
+Airflow 3 moved DAG authoring to `airflow.sdk`; importing the old paths there warns as deprecated,
+and the new paths do not exist on 2.11. Everything else in the package imports Airflow names from
+here, so neither line sees a deprecation warning caused by us.
+"""
+
+from __future__ import annotations
+
+import airflow
+
+AIRFLOW_VERSION: str = airflow.__version__
+AIRFLOW_V3: bool = int(AIRFLOW_VERSION.split(".")[0]) >= 3
+
+if AIRFLOW_V3:
+    from airflow.sdk import DAG, BaseHook, BaseOperator, Context, Param, get_parsing_context
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+else:  # Airflow 2.11
+    from airflow.exceptions import AirflowException, AirflowFailException
+    from airflow.hooks.base import BaseHook
+    from airflow.models import DAG, BaseOperator
+    from airflow.models.param import Param
+    from airflow.utils.context import Context
+    from airflow.utils.dag_parsing_context import get_parsing_context
+
+__all__ = [
+    "AIRFLOW_V3",
+    "AIRFLOW_VERSION",
+    "DAG",
+    "AirflowException",
+    "AirflowFailException",
+    "BaseHook",
+    "BaseOperator",
+    "Context",
+    "Param",
+    "get_parsing_context",
+]
