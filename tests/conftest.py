@@ -16,8 +16,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="ovh-ai-dagfactory-tests-"))
-(_AIRFLOW_HOME / "dags").mkdir()
+# Idempotent: test modules may `import conftest` again (pytest runs in importlib mode), which
+# must not point Airflow at a second home.
+if "OVH_AI_DAGFACTORY_TEST_HOME" not in os.environ:
+    os.environ["OVH_AI_DAGFACTORY_TEST_HOME"] = tempfile.mkdtemp(prefix="ovh-ai-dagfactory-tests-")
+_AIRFLOW_HOME = Path(os.environ["OVH_AI_DAGFACTORY_TEST_HOME"])
+(_AIRFLOW_HOME / "dags").mkdir(exist_ok=True)
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_AIRFLOW_HOME / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -108,4 +112,7 @@ def ovh_connection(llmock: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, An
     return conn
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Test modules import the helpers above with `from conftest import run_dag, ...`, and the small
+# stub server with `import ovh_stub`.
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
