@@ -1,0 +1,83 @@
+"""What Airflow's ProvidersManager learns about us through the `apache_airflow_provider` entry point.
+
+Airflow calls `get_provider_info()` at start-up in every process (scheduler, workers, CLI, UI), so
+this module imports nothing: neither Airflow, nor openai, nor the rest of the package.
+
+The connection form is described here declaratively: Airflow 3.2+ reads `ui-field-behaviour` and
+`conn-fields` from this dict without importing the hook (and warns if it has to call the hook's
+methods instead). Airflow 2.11 ignores those keys and calls the hook's `get_ui_field_behaviour()`,
+which is built from the same `UI_FIELD_BEHAVIOUR` constant, so both lines show the same form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONN_TYPE = "ovhcloud_ai_endpoints"
+HOOK_NAME = "OVHcloud AI Endpoints"
+HOOK_CLASS = "ovh_ai_dagfactory.hooks.ai_endpoints.OVHCloudAIEndpointsHook"
+DEFAULT_BASE_URL = "https://oai.endpoints.kepler.ai.cloud.ovh.net/v1"
+
+# Kebab-case, as Airflow 3's provider schema spells it; the hook converts it for Airflow 2.11.
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port", "login"],
+    "relabeling": {"host": "Base URL (optional)", "password": "API token"},
+    "placeholders": {
+        "host": DEFAULT_BASE_URL,
+        "password": "your OVHcloud AI Endpoints API token",
+        "extra": '{"timeout": 300, "max_retries": 2}',
+    },
+}
+
+# Optional extras shown as their own inputs on Airflow 3 (stored as plain keys of `extra`).
+CONN_FIELDS: dict[str, Any] = {
+    "timeout": {
+        "label": "Timeout (seconds)",
+        "description": "Per-request timeout; overrides the hook's `timeout` argument.",
+        "schema": {"type": ["number", "null"]},
+    },
+    "max_retries": {
+        "label": "SDK retries",
+        "description": "Retries of 429, 5xx, timeouts and connection errors inside one task try.",
+        "schema": {"type": ["integer", "null"]},
+    },
+    "anonymous": {
+        "label": "Anonymous access",
+        "description": "Call without a token (OVH allows 2 requests/min per IP and model).",
+        "schema": {"type": ["boolean", "null"]},
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    from ovh_ai_dagfactory import __version__
+
+    return {
+        "package-name": "ovh-ai-dagfactory",
+        "name": "OVHcloud AI Endpoints",
+        "description": (
+            "OVHcloud AI Endpoints (OpenAI-compatible LLM API): chat completions and embeddings "
+            "operators, a hook, and a YAML DAG factory."
+        ),
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": HOOK_NAME,
+                "external-doc-url": "https://endpoints.ai.cloud.ovh.net/",
+                "tags": ["ai", "llm"],
+            }
+        ],
+        "hooks": [{"integration-name": HOOK_NAME, "python-modules": ["ovh_ai_dagfactory.hooks.ai_endpoints"]}],
+        "operators": [
+            {"integration-name": HOOK_NAME, "python-modules": ["ovh_ai_dagfactory.operators.ai_endpoints"]}
+        ],
+        "connection-types": [
+            {
+                "connection-type": CONN_TYPE,
+                "hook-class-name": HOOK_CLASS,
+                "hook-name": HOOK_NAME,
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+                "conn-fields": CONN_FIELDS,
+            }
+        ],
+    }
