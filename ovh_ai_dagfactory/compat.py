@@ -14,14 +14,16 @@ AIRFLOW_V3: bool = int(AIRFLOW_VERSION.split(".")[0]) >= 3
 
 if AIRFLOW_V3:
     from airflow.sdk import DAG, BaseHook, BaseOperator, Context, Param, get_parsing_context
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
+    from airflow.sdk.log import mask_secret  # also tells the supervisor process to mask it
 else:  # Airflow 2.11
-    from airflow.exceptions import AirflowException, AirflowFailException
+    from airflow.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
     from airflow.hooks.base import BaseHook
     from airflow.models import DAG, BaseOperator
     from airflow.models.param import Param
     from airflow.utils.context import Context
     from airflow.utils.dag_parsing_context import get_parsing_context
+    from airflow.utils.log.secrets_masker import mask_secret
 
 __all__ = [
     "AIRFLOW_V3",
@@ -29,9 +31,11 @@ __all__ = [
     "DAG",
     "AirflowException",
     "AirflowFailException",
+    "AirflowNotFoundException",
     "BaseHook",
     "BaseOperator",
     "Context",
     "Param",
     "get_parsing_context",
+    "mask_secret",
 ]
