@@ -51,6 +51,7 @@ class ChatStep:
     options: TaskOptions = field(default_factory=TaskOptions)
     position: Position = Position(1, 1)
     kind: StepKind = "chat"
+    description: str | None = None  # the task's doc in the Airflow UI
 
     def templated_strings(self) -> tuple[str, ...]:
         return (self.model, *(message.content for message in self.messages))
@@ -65,6 +66,7 @@ class EmbeddingStep:
     options: TaskOptions = field(default_factory=TaskOptions)
     position: Position = Position(1, 1)
     kind: StepKind = "embedding"
+    description: str | None = None  # the task's doc in the Airflow UI
 
     def templated_strings(self) -> tuple[str, ...]:
         inputs = (self.input,) if isinstance(self.input, str) else self.input

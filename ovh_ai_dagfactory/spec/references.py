@@ -33,3 +33,52 @@ def referenced_steps(text: str) -> tuple[str, ...]:
             elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
                 found[node.arg.value] = None
     return tuple(found)
+
+
+#: Which outputs each kind of step provides (see STEP_OUTPUTS).
+OUTPUTS_BY_KIND = {"chat": ("content", "response"), "embedding": ("embeddings", "response")}
+
+
+def step_references(text: str) -> tuple[tuple[str, str | None, int], ...]:
+    """Every `steps.<id>[.<output>]` in `text` as (id, output or None, Jinja line number), in order.
+
+    Raises jinja2.TemplateSyntaxError: the checks report it with a position.
+    """
+    if "steps" not in text:
+        return ()
+    from jinja2 import nodes
+
+    tree = _environment().parse(text)
+    found: list[tuple[str, str | None, int]] = []
+    # `steps.a.content` is Getattr(Getattr(Name steps, a), content): look one level up for the output.
+    parents: dict[int, nodes.Node] = {}
+    for parent in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        parents[id(parent.node)] = parent
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == "steps"):
+            continue
+        step_id = _name_of(node)
+        if step_id is None:
+            continue
+        outer = parents.get(id(node))
+        found.append((step_id, _name_of(outer) if outer is not None else None, node.lineno))
+    return tuple(found)
+
+
+def _name_of(node: object) -> str | None:
+    from jinja2 import nodes
+
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+@lru_cache(maxsize=1)
+def _environment():  # type: ignore[no-untyped-def]
+    # Parsing only; Airflow renders with its own sandboxed environment using the same default syntax.
+    from jinja2 import Environment
+
+    return Environment()

@@ -1,0 +1,41 @@
+"""`ovh-ai-dagfactory validate PATH...`: check pipeline files without Airflow or openai.
+
+Exit 0 when every file is valid, 1 when some are not, 2 for usage errors (a missing path,
+no pipeline files found). Imports only the spec layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ovh_ai_dagfactory.cli.reporters import REPORTERS
+from ovh_ai_dagfactory.spec.parse import PathNotFound, pipeline_files, validate_paths
+
+EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "validate",
+        help="check pipeline files (schema, step graph, templates) and report every problem",
+        description="Check pipeline YAML files; folders are searched recursively for *.yaml and *.yml.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="pipeline files or folders")
+    parser.add_argument("--format", choices=sorted(REPORTERS), default="text",
+                        help="text (one line per problem, default) or json (for tools)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if not pipeline_files(args.paths):
+            print("ovh-ai-dagfactory validate: error: no *.yaml or *.yml files found in "
+                  + ", ".join(args.paths), file=sys.stderr)
+            return EXIT_USAGE
+        report = validate_paths(args.paths)
+    except PathNotFound as missing:
+        print(f"ovh-ai-dagfactory validate: error: no such file or folder: {missing}", file=sys.stderr)
+        return EXIT_USAGE
+    REPORTERS[args.format](sys.stdout).report(report)
+    return EXIT_VALID if report.ok else EXIT_INVALID

@@ -1,0 +1,223 @@
+"""Checks a JSON Schema cannot express: the steps as a graph, templates, ids, dates.
+
+They run on the plain data whether or not the schema passed (so one run reports every problem),
+hence every access is guarded: a value of the wrong shape is the schema's to report, not ours.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from ovh_ai_dagfactory.spec.dates import parse_date
+from ovh_ai_dagfactory.spec.errors import PipelineError
+from ovh_ai_dagfactory.spec.references import OUTPUTS_BY_KIND, step_references
+from ovh_ai_dagfactory.spec.suggest import did_you_mean
+from ovh_ai_dagfactory.spec.yaml_loader import Path, PositionIndex
+
+#: Airflow's KEY_REGEX (dag ids, task ids), and its length limit.
+AIRFLOW_ID = re.compile(r"^[\w.-]+$")
+AIRFLOW_ID_MAX = 250
+STEP_KINDS = ("chat", "embedding")
+_JINJA_MARKERS = ("{{", "{%", "{#")
+
+
+def default_dag_id(source_file: str) -> str:
+    """The file name without its directory and its .yaml/.yml extension."""
+    name = re.split(r"[\\/]", source_file)[-1]
+    return re.sub(r"\.ya?ml$", "", name, flags=re.IGNORECASE)
+
+
+class PipelineChecks:
+    """Runs every semantic check over one document; `errors()` yields them."""
+
+    def __init__(self, data: dict[str, Any], positions: PositionIndex, source_file: str) -> None:
+        self.data = data
+        self.positions = positions
+        self.file = source_file
+        steps = data.get("steps")
+        self.steps: dict[str, dict[str, Any]] = (
+            {sid: step for sid, step in steps.items() if isinstance(step, dict)} if isinstance(steps, dict) else {})
+        self.kinds = {sid: step.get("type") for sid, step in self.steps.items()}
+        defaults = data.get("defaults")
+        self.defaults = defaults if isinstance(defaults, dict) else {}
+
+    def errors(self) -> list[PipelineError]:
+        found = [*self._dag_id(), *self._dates()]
+        edges: dict[str, list[str]] = {sid: [] for sid in self.steps}
+        for step_id, step in self.steps.items():
+            found.extend(self._models(step_id, step))
+            found.extend(self._depends_on(step_id, step, edges[step_id]))
+            found.extend(self._templates(step_id, step, edges[step_id]))
+        for kind, values in self.defaults.items():
+            if isinstance(values, dict) and isinstance(values.get("model"), str):
+                found.extend(self._template(values["model"], ("defaults", kind, "model"), None, []))
+        found.extend(self._cycles(edges))
+        return found
+
+    # -- where -------------------------------------------------------------------------------
+    def _error(self, path: Path, message: str, hint: str | None = None, *, key: bool = False) -> PipelineError:
+        line, column = self.positions.key(path) if key else self.positions.value(path)
+        return PipelineError(self.file, line, column, message, hint)
+
+    # -- pipeline ----------------------------------------------------------------------------
+    def _dag_id(self) -> Iterator[PipelineError]:
+        if "dag_id" in self.data:
+            return  # the schema checks an explicit one
+        implied = default_dag_id(self.file)
+        if not AIRFLOW_ID.match(implied) or len(implied) > AIRFLOW_ID_MAX:
+            yield PipelineError(self.file, 1, 1,
+                                f"the file name gives the DAG id '{implied}', which Airflow does not accept",
+                                "set 'dag_id' (letters, digits, '_', '.', '-') or rename the file")
+
+    def _dates(self) -> Iterator[PipelineError]:
+        parsed = {}
+        for name in ("start_date", "end_date"):
+            value = self.data.get(name)
+            if isinstance(value, str):
+                try:
+                    parsed[name] = parse_date(value)
+                except ValueError as exc:
+                    yield self._error((name,), f"'{name}' is not a real date: {exc}",
+                                      "write a date (2024-01-01) or a date-time (2024-01-01T06:00:00Z)")
+        if len(parsed) == 2 and parsed["end_date"] < parsed["start_date"]:
+            yield self._error(("end_date",), "'end_date' is before 'start_date'")
+
+    # -- steps -------------------------------------------------------------------------------
+    def _models(self, step_id: str, step: dict[str, Any]) -> Iterator[PipelineError]:
+        kind = step.get("type")
+        if kind not in STEP_KINDS or "model" in step:
+            return
+        kind_defaults = self.defaults.get(kind)
+        if isinstance(kind_defaults, dict) and "model" in kind_defaults:
+            return
+        yield self._error(("steps", step_id), f"{kind} step '{step_id}' has no model",
+                          f"set 'model' on the step, or once for all {kind} steps in defaults.{kind}.model",
+                          key=True)
+
+    def _depends_on(self, step_id: str, step: dict[str, Any], upstream: list[str]) -> Iterator[PipelineError]:
+        depends_on = step.get("depends_on")
+        if not isinstance(depends_on, list):
+            return
+        for index, other in enumerate(depends_on):
+            if not isinstance(other, str):
+                continue
+            path = ("steps", step_id, "depends_on", index)
+            if other == step_id:
+                yield self._error(path, f"step '{step_id}' depends on itself")
+            elif other not in self.steps:
+                yield self._error(path, f"step '{step_id}' depends on unknown step '{other}'",
+                                  did_you_mean(other, self.steps) or _known(self.steps))
+            else:
+                upstream.append(other)
+
+    def _templates(self, step_id: str, step: dict[str, Any], upstream: list[str]) -> Iterator[PipelineError]:
+        base = ("steps", step_id)
+        if isinstance(step.get("model"), str):
+            yield from self._template(step["model"], base + ("model",), step_id, upstream)
+        messages = step.get("messages")
+        if isinstance(messages, list):
+            for index, message in enumerate(messages):
+                if isinstance(message, dict) and isinstance(message.get("content"), str):
+                    path = base + ("messages", index, "content")
+                    yield from self._template(message["content"], path, step_id, upstream)
+        texts = step.get("input")
+        if isinstance(texts, str):
+            yield from self._template(texts, base + ("input",), step_id, upstream)
+        elif isinstance(texts, list):
+            for index, text in enumerate(texts):
+                if isinstance(text, str):
+                    yield from self._template(text, base + ("input", index), step_id, upstream)
+
+    def _template(self, text: str, path: Path, step_id: str | None, upstream: list[str]) -> Iterator[PipelineError]:
+        if not any(marker in text for marker in _JINJA_MARKERS):
+            return
+        from jinja2 import TemplateSyntaxError
+
+        try:
+            references = step_references(text)
+        except TemplateSyntaxError as exc:
+            line, column = self._text_position(path, exc.lineno or 1)
+            yield PipelineError(self.file, line, column, f"Jinja syntax error: {exc.message}",
+                                "check the {{ ... }} and {% ... %} delimiters")
+            return
+        for other, output, lineno in references:
+            line, column = self._text_position(path, lineno)
+            where = f"step '{step_id}'" if step_id else f"'{'.'.join(map(str, path))}'"
+            if step_id is None:
+                yield PipelineError(self.file, line, column,
+                                    f"{where} reads 'steps.{other}': defaults apply to many steps, "
+                                    "so they cannot name another step's output")
+            elif other == step_id:
+                yield PipelineError(self.file, line, column, f"step '{step_id}' reads its own output 'steps.{other}'")
+            elif other not in self.steps:
+                yield PipelineError(self.file, line, column, f"{where} reads unknown step 'steps.{other}'",
+                                    did_you_mean(other, self.steps) or _known(self.steps))
+            else:
+                upstream.append(other)
+                yield from self._output(other, output, line, column, where)
+
+    def _output(self, other: str, output: str | None, line: int, column: int, where: str) -> Iterator[PipelineError]:
+        kind = self.kinds.get(other)
+        outputs = OUTPUTS_BY_KIND.get(kind) if isinstance(kind, str) else None
+        if outputs is None:
+            return
+        names = ", ".join(f"steps.{other}.{name}" for name in outputs)
+        if output is None:
+            yield PipelineError(self.file, line, column, f"{where} reads 'steps.{other}' without naming an output",
+                                f"use one of {names}")
+        elif output not in outputs:
+            close = did_you_mean(output, outputs)
+            yield PipelineError(self.file, line, column,
+                                f"{kind} step '{other}' has no output '{output}' (read by {where})",
+                                close or f"use one of {names}")
+
+    def _text_position(self, path: Path, jinja_line: int) -> tuple[int, int]:
+        """Where line `jinja_line` of a string value sits in the file."""
+        node = self.positions.node(path)
+        line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        style = getattr(node, "style", None)
+        if style in ("|", ">"):  # block scalar: content starts on the line after the indicator
+            line += jinja_line
+            source = self.positions.line_text(line)
+            return line, len(source) - len(source.lstrip(" ")) + 1
+        if jinja_line > 1:
+            return line + jinja_line - 1, 1
+        return line, column
+
+    # -- graph -------------------------------------------------------------------------------
+    def _cycles(self, edges: dict[str, list[str]]) -> Iterator[PipelineError]:
+        """Each cycle once, printed in the order the steps wait for each other."""
+        state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+        reported: set[frozenset[str]] = set()
+        for start in edges:
+            if state.get(start):
+                continue
+            stack: list[tuple[str, Iterator[str]]] = [(start, iter(edges[start]))]
+            path = [start]
+            state[start] = 1
+            while stack:
+                node, children = stack[-1]
+                child = next(children, None)
+                if child is None:
+                    stack.pop()
+                    path.pop()
+                    state[node] = 2
+                elif state.get(child) == 1:
+                    cycle = path[path.index(child):] + [child]
+                    if frozenset(cycle) not in reported:
+                        reported.add(frozenset(cycle))
+                        waits = list(reversed(cycle))  # edges point upstream; print a → b as "a before b"
+                        yield self._error(("steps", cycle[0]), "steps depend on each other in a cycle: "
+                                          + " → ".join(waits), "remove one of the depends_on entries or "
+                                          "steps.<id> references in the cycle", key=True)
+                elif not state.get(child):
+                    state[child] = 1
+                    path.append(child)
+                    stack.append((child, iter(edges[child])))
+
+
+def _known(steps: dict[str, Any]) -> str:
+    names = list(steps)
+    return "known steps: " + ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")

@@ -1,0 +1,269 @@
+"""The JSON Schema: where it lives, one compiled validator, and its errors in words a user reads.
+
+The schema file is the single source of truth (editors use it through the `$schema` comment,
+`ovh-ai-dagfactory schema` prints it, this module validates with it). Validation runs on the plain
+data; only when there are errors do we walk the YAML nodes for positions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path as FilePath
+from typing import Any
+
+from ovh_ai_dagfactory.spec.errors import PipelineError
+from ovh_ai_dagfactory.spec.suggest import closest, did_you_mean
+from ovh_ai_dagfactory.spec.yaml_loader import Path, PositionIndex
+
+SCHEMA_NAME = "pipeline.schema.json"
+
+_TYPE_WORDS = {
+    "string": "a string", "integer": "a whole number", "number": "a number", "boolean": "true or false",
+    "array": "a list", "object": "a mapping", "null": "null",
+}
+
+#: Why a value failed a `pattern`, per key; the schema's regex is no help to a reader.
+_PATTERN_HINTS = {
+    "dag_id": "use letters, digits, '_', '.' and '-' only",
+    "connection": "an Airflow connection id uses letters, digits, '_', '.' and '-' only",
+    "schedule": "use a cron expression with 5 fields ('0 6 * * *'), a preset such as '@daily', or null",
+    "start_date": "write a date (2024-01-01) or a date-time (2024-01-01T06:00:00Z)",
+    "end_date": "write a date (2024-01-01) or a date-time (2024-01-01T06:00:00Z)",
+    "retry_delay": "write a duration such as 30s, 5m, 1h30m, or whole seconds",
+    "execution_timeout": "write a duration such as 30s, 5m, 1h30m, or whole seconds",
+}
+_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@continuous")
+
+
+def schema_path() -> FilePath:
+    """The installed copy inside the package (wheels), else the repository's (editable installs)."""
+    packaged = resources.files("ovh_ai_dagfactory") / "schemas" / SCHEMA_NAME
+    if packaged.is_file():
+        return FilePath(str(packaged))
+    return FilePath(__file__).resolve().parents[2] / "schemas" / SCHEMA_NAME
+
+
+def schema_text() -> str:
+    return schema_path().read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def pipeline_schema() -> dict[str, Any]:
+    return json.loads(schema_text())
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    # Compiled once per process: building a validator (resolving $refs) costs more than validating.
+    # No format checker: the schema uses none, and format checks are the slow part of jsonschema.
+    from jsonschema.validators import validator_for
+
+    schema = pipeline_schema()
+    return validator_for(schema)(schema)
+
+
+def schema_errors(data: Any, positions: PositionIndex, source_file: str) -> list[PipelineError]:
+    """Every schema violation in `data`, each at the position of the offending key or value."""
+    validator = _validator()
+    raw = list(validator.iter_errors(data))
+    if not raw:
+        return []
+    found: list[PipelineError] = []
+    for error in raw:
+        found.extend(_explain(error, positions, source_file))
+    return found
+
+
+def _explain(error: Any, positions: PositionIndex, file: str) -> Iterator[PipelineError]:
+    path: Path = tuple(error.absolute_path)
+    kind = error.validator
+    instance = error.instance
+
+    def at_value(message: str, hint: str | None = None, where: Path = path) -> PipelineError:
+        line, column = positions.value(where)
+        return PipelineError(file, line, column, message, hint)
+
+    def at_key(message: str, hint: str | None = None, where: Path = path) -> PipelineError:
+        line, column = positions.key(where) if where else (1, 1)
+        return PipelineError(file, line, column, message, hint)
+
+    if "propertyNames" in error.absolute_schema_path:
+        yield _bad_name(error, path, at_key)
+        return
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        allowed = list(error.schema.get("properties", {}))
+        for name in instance:
+            if name not in allowed:
+                hint = did_you_mean(name, allowed) or f"allowed keys: {', '.join(allowed)}"
+                yield at_key(f"unknown key '{name}' {_in(path)}", hint, path + (name,))
+        return
+    if kind == "required" and isinstance(instance, dict):
+        for name in error.validator_value:
+            if name not in instance:
+                yield at_key(f"{_owner(path)} is missing the required key '{name}'")
+        return
+    if kind in ("anyOf", "oneOf"):
+        yield from _explain_alternatives(error, path, at_value, positions, file)
+        return
+    yield at_value(*_simple_message(kind, error.validator_value, instance, path))
+
+
+def _explain_alternatives(error: Any, path: Path, at_value: Any, positions: PositionIndex,
+                          file: str) -> Iterator[PipelineError]:
+    """Report the branch the user was aiming at: the one whose type matches the value."""
+    branches = error.validator_value
+    aimed = [sub for sub in error.context if sub.validator != "type" and _matches_type(sub, error)]
+    if aimed:
+        from jsonschema.exceptions import best_match
+
+        yield from _explain(best_match(aimed), positions, file)
+        return
+    wanted = []
+    for branch in branches:
+        word = _describe_type(branch)
+        if word and word not in wanted:
+            wanted.append(word)
+    yield at_value(f"{_label(path)} must be {' or '.join(wanted)}, got {_describe_value(error.instance)}",
+                   _quote_hint(error.instance, wanted))
+
+
+def _matches_type(sub: Any, parent: Any) -> bool:
+    """Whether the failing branch of `sub` accepts the value's type (so its complaint is the real one)."""
+    branch = parent.validator_value[sub.relative_schema_path[0]]
+    wanted = branch.get("type") if isinstance(branch, dict) else None
+    return wanted is None or _is_type(parent.instance, wanted)
+
+
+def _is_type(value: Any, wanted: Any) -> bool:
+    names = wanted if isinstance(wanted, list) else [wanted]
+    checks = {
+        "string": isinstance(value, str), "array": isinstance(value, list), "object": isinstance(value, dict),
+        "boolean": isinstance(value, bool), "null": value is None,
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+    }
+    return any(checks.get(name, False) for name in names)
+
+
+def _describe_type(branch: Any) -> str | None:
+    if not isinstance(branch, dict) or "type" not in branch:
+        return None
+    if branch["type"] == "array" and isinstance(branch.get("items"), dict) and "type" in branch["items"]:
+        return f"a list of {branch['items']['type']}s"
+    return _TYPE_WORDS.get(branch["type"], branch["type"])
+
+
+def _simple_message(kind: str, expected: Any, instance: Any, path: Path) -> tuple[str, str | None]:
+    label = _label(path)
+    if kind == "type":
+        names = expected if isinstance(expected, list) else [expected]
+        words = [_TYPE_WORDS.get(name, name) for name in names]
+        return (f"{label} must be {' or '.join(words)}, got {_describe_value(instance)}",
+                _quote_hint(instance, words))
+    if kind == "enum":
+        allowed = ", ".join(repr(value) for value in expected)
+        hint = did_you_mean(instance, expected) if isinstance(instance, str) else None
+        return f"{label} must be one of {allowed}, got {_describe_value(instance)}", hint
+    if kind == "const":
+        return f"{label} must be {expected!r}, got {_describe_value(instance)}", None
+    if kind == "minimum":
+        return f"{label} must be at least {expected}, got {instance}", None
+    if kind == "maximum":
+        return f"{label} must be at most {expected}, got {instance}", None
+    if kind == "minLength":
+        return (f"{label} must not be empty", None) if expected == 1 else (
+            f"{label} must be at least {expected} characters long", None)
+    if kind == "maxLength":
+        return f"{label} must be at most {expected} characters long", None
+    if kind == "minItems":
+        return f"{label} needs at least {expected} item{'s' if expected != 1 else ''}", None
+    if kind == "maxItems":
+        return f"{label} takes at most {expected} items", None
+    if kind == "minProperties":
+        if path == ("steps",):
+            return "'steps' is empty: a pipeline needs at least one step", None
+        return f"{label} needs at least {expected} entries", None
+    if kind == "uniqueItems":
+        return f"{label} lists the same value more than once", None
+    if kind == "pattern":
+        name = _field(path)
+        hint = _PATTERN_HINTS.get(name)
+        if name == "schedule" and isinstance(instance, str) and instance.startswith("@"):
+            hint = did_you_mean(instance, _PRESETS) or f"presets: {', '.join(_PRESETS)}"
+        return f"{label} has an invalid value {_describe_value(instance)}", hint
+    return f"{label}: {kind} check failed for {_describe_value(instance)}", None
+
+
+def _bad_name(error: Any, path: Path, at_key: Any) -> PipelineError:
+    name = error.instance
+    if path == ("steps",):
+        fixed = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(name))
+        if fixed[:1].isdigit():
+            fixed = "_" + fixed
+        hint = ("step ids become task ids and Jinja names ({{ steps.<id>.content }}): a letter or '_' "
+                "then letters, digits or '_'" + (f"; e.g. '{fixed[:250]}'" if fixed else ""))
+        return at_key(f"'{name}' is not a valid step id", hint, path + (name,))
+    return at_key(f"'{name}' is not a valid name {_in(path)}",
+                  "use a letter or '_' then letters, digits or '_'", path + (name,))
+
+
+def _field(path: Path) -> str:
+    for part in reversed(path):
+        if isinstance(part, str):
+            return part
+    return ""
+
+
+def _label(path: Path) -> str:
+    """How a value is named in a message: "'temperature' of step 'summarize'", "message 2 of ..."."""
+    if not path:
+        return "the pipeline"
+    last = path[-1]
+    parent = path[:-1]
+    if isinstance(last, int):
+        if len(parent) == 3 and parent[0] == "steps" and parent[2] == "messages":
+            return f"message {last + 1} of step '{parent[1]}'"
+        return f"item {last + 1} of {_label(parent)}"
+    if len(path) == 2 and path[0] == "steps":
+        return f"step '{last}'"
+    owner = _owner(parent)
+    return f"'{last}'" if owner == "the pipeline" else f"'{last}' of {owner}"
+
+
+def _owner(path: Path) -> str:
+    if not path:
+        return "the pipeline"
+    if len(path) >= 2 and path[0] == "steps":
+        return _label(path)
+    return "'" + ".".join(str(part) for part in path) + "'"
+
+
+def _in(path: Path) -> str:
+    return "at the top level" if not path else f"in {_owner(path)}"
+
+
+def _describe_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"'{shown}'"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return "a list" if isinstance(value, list) else "a mapping"
+
+
+def _quote_hint(value: Any, wanted: list[str]) -> str | None:
+    """YAML turns `no`, `1.0`, `null` into non-strings; say so when a string was expected."""
+    if any(word.startswith("a string") for word in wanted) and isinstance(value, (bool, int, float)) or (
+            value is None and wanted and wanted[0].startswith("a string")):
+        return "YAML read this as a non-string value; put it in quotes"
+    return None
+
+
+__all__ = ["schema_errors", "schema_path", "schema_text", "pipeline_schema", "closest"]
