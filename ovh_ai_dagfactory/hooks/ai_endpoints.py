@@ -1,0 +1,205 @@
+"""OVHCloudAIEndpointsHook: an Airflow connection turned into a configured openai client, with
+chat completions, embeddings and model listing that return plain dicts and fail with errors a user
+can act on (see `errors.py`).
+
+`openai` is imported only when a call is made, never at module import: DAG files import this
+module (through the operators) in every parse, and the scheduler should not pay for the SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ovh_ai_dagfactory.compat import AirflowNotFoundException, BaseHook, mask_secret
+from ovh_ai_dagfactory.hooks.connection import EndpointSettings, settings_from_connection
+from ovh_ai_dagfactory.hooks.errors import (
+    CallContext,
+    OVHCloudAIEndpointsError,
+    OVHCloudAIEndpointsFatalError,
+    api_key_not_found,
+    from_openai_error,
+)
+from ovh_ai_dagfactory.provider_info import CONN_TYPE, DEFAULT_BASE_URL, HOOK_NAME, UI_FIELD_BEHAVIOUR
+
+if TYPE_CHECKING:
+    import openai
+
+DEFAULT_TIMEOUT = 300.0  # seconds; a long answer of a 70B model takes minutes, not the SDK's 10
+DEFAULT_MAX_RETRIES = 2  # the SDK's own default: 3 tries, backoff 0.5 s x 2^n, honouring Retry-After
+_CONNECT_TIMEOUT = 10.0  # an unreachable host should fail fast even when reads may take minutes
+_MODEL_LIST_TIMEOUT = 10.0  # the listing behind a 404 hint must not delay the real error much
+
+
+class OVHCloudAIEndpointsHook(BaseHook):
+    """Talk to OVHcloud AI Endpoints, or any OpenAI-compatible endpoint set as connection host.
+
+    :param ovh_conn_id: Airflow connection id (conn type `ovhcloud_ai_endpoints` or `generic`).
+    :param timeout: seconds per request; overridden by the connection extra `timeout`.
+    :param max_retries: SDK retries of 429, 5xx, timeouts and connection errors within one call;
+        overridden by the connection extra `max_retries`.
+    """
+
+    conn_name_attr = "ovh_conn_id"
+    default_conn_name = "ovh_ai_endpoints_default"
+    conn_type = CONN_TYPE
+    hook_name = HOOK_NAME
+    default_base_url = DEFAULT_BASE_URL
+
+    def __init__(
+        self,
+        ovh_conn_id: str = default_conn_name,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.ovh_conn_id = ovh_conn_id
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._settings: EndpointSettings | None = None
+        self._client: openai.OpenAI | None = None
+
+    # -- connection form (Airflow 2.11; Airflow 3 reads the same dict from provider_info) --------
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+        }
+
+    # -- client ----------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> EndpointSettings:
+        """Base URL, token, timeout and retries read from the connection (once per hook)."""
+        if self._settings is None:
+            try:
+                conn = self.get_connection(self.ovh_conn_id)
+            except AirflowNotFoundException:
+                raise api_key_not_found(self.ovh_conn_id, conn_exists=False) from None
+            settings = settings_from_connection(conn, timeout=self.timeout, max_retries=self.max_retries)
+            if settings.api_key:
+                mask_secret(settings.api_key)  # before anything could log it
+            elif not settings.anonymous:
+                raise api_key_not_found(self.ovh_conn_id, conn_exists=True)
+            self._settings = settings
+        return self._settings
+
+    def get_conn(self) -> openai.OpenAI:
+        """A configured openai client, created once per hook."""
+        if self._client is None:
+            import openai
+
+            settings = self.settings
+            # Headers the SDK would fill from OPENAI_ORG_ID / OPENAI_PROJECT_ID: not ours to send.
+            headers: dict[str, Any] = {"OpenAI-Organization": openai.Omit(), "OpenAI-Project": openai.Omit()}
+            api_key = settings.api_key
+            if settings.anonymous:
+                api_key = "anonymous"  # the SDK refuses an empty key; the header is dropped instead
+                headers["Authorization"] = openai.Omit()
+            self._client = openai.OpenAI(
+                api_key=api_key,
+                base_url=settings.base_url,  # always explicit: never OPENAI_BASE_URL from the env
+                timeout=openai.Timeout(settings.timeout, connect=min(settings.timeout, _CONNECT_TIMEOUT)),
+                max_retries=settings.max_retries,
+                default_headers=headers,
+            )
+        return self._client
+
+    # -- calls -----------------------------------------------------------------------------------
+
+    def chat_completion(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        stop: str | list[str] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """POST /chat/completions; returns the response exactly as the wire JSON."""
+        if kwargs.get("stream"):
+            raise OVHCloudAIEndpointsFatalError(
+                "stream=True is not supported: chat_completion returns one whole response. "
+                "Remove `stream` (the full answer is returned as a dict)."
+            )
+        params = _without_none(temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, **kwargs)
+        client = self.get_conn()
+        with self._translated_errors("chat completion", model):
+            raw = client.chat.completions.with_raw_response.create(model=model, messages=messages, **params)
+        return self._parsed(raw, model)
+
+    def create_embedding(self, model: str, input: str | list[str], **kwargs: Any) -> dict[str, Any]:  # noqa: A002
+        """POST /embeddings; `input` is one text or a batch. Returns the wire JSON as a dict."""
+        client = self.get_conn()
+        with self._translated_errors("embedding", model):
+            raw = client.embeddings.with_raw_response.create(model=model, input=input, **_without_none(**kwargs))
+        return self._parsed(raw, model)
+
+    def list_models(self) -> list[str]:
+        """Ids of the models the endpoint lists (GET /models), in the endpoint's order."""
+        client = self.get_conn()
+        with self._translated_errors("list models", None):
+            return [model.id for model in client.models.list()]
+
+    def test_connection(self) -> tuple[bool, str]:
+        """A real `GET /models` with the connection's token, as the UI's Test button expects."""
+        try:
+            models = self.list_models()
+        except OVHCloudAIEndpointsError as error:
+            return False, str(error)
+        except Exception as error:  # the UI shows the message; a traceback would show nothing useful
+            return False, self._redact(f"{type(error).__name__}: {error}")
+        shown = ", ".join(models[:5]) + (", …" if len(models) > 5 else "")
+        return True, f"Connection successful: {self.settings.base_url} lists {len(models)} models ({shown})."
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _parsed(self, raw: Any, model: str) -> dict[str, Any]:
+        # OVH answers deprecated models with an `x-warning` header (and a delay) before removing them.
+        warning = raw.headers.get("x-warning")
+        if warning:
+            self.log.warning("AI Endpoints warns about model '%s': %s", model, self._redact(warning))
+        return raw.parse().to_dict()
+
+    @contextmanager
+    def _translated_errors(self, operation: str, model: str | None) -> Iterator[None]:
+        import openai
+
+        settings = self.settings
+        try:
+            yield
+        except openai.OpenAIError as exc:
+            context = CallContext(
+                conn_id=self.ovh_conn_id,
+                base_url=settings.base_url,
+                operation=operation,
+                model=model,
+                max_retries=settings.max_retries,
+                timeout=settings.timeout,
+                secrets=[settings.api_key or ""],
+                list_models=self._model_ids_quickly,
+            )
+            error = from_openai_error(exc, context)
+            if error is None:
+                raise
+            # `from None`: the SDK's message repeats the raw body; ours already carries what matters.
+            raise error from None
+
+    def _model_ids_quickly(self) -> list[str]:
+        client = self.get_conn().with_options(max_retries=0, timeout=min(self.settings.timeout, _MODEL_LIST_TIMEOUT))
+        return [model.id for model in client.models.list()]
+
+    def _redact(self, text: str) -> str:
+        token = self._settings.api_key if self._settings else None
+        return text.replace(token, "***") if token else text
+
+
+def _without_none(**params: Any) -> dict[str, Any]:
+    """Parameters the caller set: a None is 'use the model default', so it is not sent at all."""
+    return {key: value for key, value in params.items() if value is not None}
