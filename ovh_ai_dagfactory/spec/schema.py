@@ -65,10 +65,23 @@ def _validator() -> Any:
     return validator_for(schema)(schema)
 
 
+@lru_cache(maxsize=1)
+def _fast_check() -> Any:
+    """The compiled yes/no check (see schema_fastpath), or None if the schema outgrew it."""
+    from ovh_ai_dagfactory.spec.schema_fastpath import UnsupportedKeyword, compile_schema
+
+    try:
+        return compile_schema(pipeline_schema())
+    except UnsupportedKeyword:  # pragma: no cover - only after a schema change
+        return None
+
+
 def schema_errors(data: Any, positions: PositionIndex, source_file: str) -> list[PipelineError]:
     """Every schema violation in `data`, each at the position of the offending key or value."""
-    validator = _validator()
-    raw = list(validator.iter_errors(data))
+    fast = _fast_check()
+    if fast is not None and fast(data):
+        return []
+    raw = list(_validator().iter_errors(data))
     if not raw:
         return []
     found: list[PipelineError] = []
