@@ -1,0 +1,200 @@
+"""`load_pipelines`: the one call a DAG-folder file makes to turn a folder of pipelines into DAGs.
+
+    # airflow DAG loader: builds one DAG per pipeline file (ovh-ai-dagfactory)
+    from ovh_ai_dagfactory import load_pipelines
+    load_pipelines("/path/to/pipelines", globals())
+
+Each valid pipeline becomes a DAG placed in the caller's module globals, where Airflow finds it.
+A broken file never hides the others: it is rejected with its FILE:LINE:COL errors, which Airflow
+shows as that file's import error (see `import_errors`). On a worker, Airflow's parsing context
+names the one DAG a task needs, and only that pipeline is read and built.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ovh_ai_dagfactory.factory.cache import Parsed, SpecCache
+from ovh_ai_dagfactory.factory.import_errors import format_errors, report_to_dagbag
+from ovh_ai_dagfactory.factory.pipeline_files import (
+    candidates_for_dag_id, in_shard, list_pipeline_files, resolve_folder, stem,
+)
+from ovh_ai_dagfactory.spec.errors import PipelineError
+from ovh_ai_dagfactory.spec.model import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class PipelineFolderNotFound(FileNotFoundError):
+    """The pipelines folder does not exist (raised: Airflow shows it as the loader file's import error)."""
+
+
+@dataclass
+class LoadResult:
+    """What one `load_pipelines` call loaded and what it rejected."""
+
+    folder: Path
+    loaded: dict[str, str] = field(default_factory=dict)  # dag_id → pipeline file
+    rejected: dict[str, tuple[PipelineError, ...]] = field(default_factory=dict)  # file → its errors
+    dags: dict[str, Any] = field(default_factory=dict)  # dag_id → DAG
+    only_dag_id: str | None = None  # set when Airflow's parsing context asked for a single DAG
+    cache_hits: int = 0
+    cache_misses: int = 0
+    reported_to_airflow: bool = False  # rejected files filed as import errors in Airflow's DagBag
+
+    @property
+    def dag_ids(self) -> list[str]:
+        return list(self.loaded)
+
+    def errors(self) -> list[PipelineError]:
+        return [error for errors in self.rejected.values() for error in errors]
+
+
+def load_pipelines(
+    folder: str | os.PathLike[str] | None = None,
+    namespace: MutableMapping[str, Any] | None = None,
+    *,
+    shard: int | None = None,
+    shards: int | None = None,
+    cache_dir: str | os.PathLike[str] | bool | None = None,
+) -> LoadResult:
+    """Build a DAG for every pipeline file under `folder` into `namespace` (the caller's globals()).
+
+    folder: default $OVH_AI_DAGFACTORY_PIPELINES_FOLDER, else `pipelines/` next to the calling file.
+    shard, shards: load only the files of shard `shard` (0-based) of `shards`, so a very large
+        folder can be split across several loader files (each has its own import timeout).
+    cache_dir: where validated parse results are kept (see `cache`); False turns the cache off.
+    """
+    if namespace is None:
+        namespace = sys._getframe(1).f_globals
+    _check_shard(shard, shards)
+    pipelines_folder = resolve_folder(folder, namespace).absolute()
+    if not pipelines_folder.is_dir():
+        raise PipelineFolderNotFound(
+            f"pipelines folder not found: {pipelines_folder} (pass the folder to load_pipelines(), "
+            f"or set OVH_AI_DAGFACTORY_PIPELINES_FOLDER)"
+        )
+    loader_file = namespace.get("__file__")
+    cache = SpecCache.default(cache_dir)
+    result = LoadResult(folder=pipelines_folder, only_dag_id=_requested_dag_id())
+    builder = _Builder(result, namespace, loader_file, pipelines_folder)
+
+    if result.only_dag_id:
+        _load_one(result.only_dag_id, pipelines_folder, shard, shards, cache, builder)
+    else:
+        files = [path for path in list_pipeline_files(pipelines_folder)
+                 if in_shard(path, pipelines_folder, shard, shards)]
+        parsed = [cache.parse(path) for path in files]
+        _reject_duplicate_dag_ids(parsed, result)
+        for item in parsed:
+            if item.pipeline is not None and item.path not in result.rejected:
+                builder.build(item.pipeline, item.path)
+            elif item.errors:
+                result.rejected[item.path] = item.errors
+            if item.pipeline is not None and not item.cached:
+                _index_dag_file(cache, pipelines_folder, item)
+        for path, errors in result.rejected.items():
+            log.warning("pipeline rejected: %s\n%s", path, format_errors(errors))
+        result.reported_to_airflow = report_to_dagbag(result.rejected, files)
+
+    result.cache_hits, result.cache_misses = cache.hits, cache.misses
+    return result
+
+
+class _Builder:
+    """Builds DAGs into the namespace; a pipeline Airflow itself refuses is rejected, not raised."""
+
+    def __init__(self, result: LoadResult, namespace: MutableMapping[str, Any],
+                 loader_file: str | None, folder: Path) -> None:
+        self.result = result
+        self.namespace = namespace
+        self.loader_file = loader_file
+        self.label_base = Path(loader_file).resolve().parent if loader_file else folder.parent
+
+    def build(self, pipeline: Pipeline, path: str) -> None:
+        from ovh_ai_dagfactory.factory.builder import build_dag
+
+        try:
+            dag = build_dag(pipeline, fileloc=self.loader_file, source_label=self._label(path))
+        except Exception as exc:  # Airflow's own checks (e.g. a cron it cannot read): the user's to fix
+            self.result.rejected[path] = (PipelineError(
+                path, 1, 1, f"Airflow refused this pipeline: {type(exc).__name__}: {exc}"),)
+            return
+        # Keyed by a prefix so a dag_id never shadows a name of the loader file (like load_pipelines).
+        self.namespace[f"pipeline__{pipeline.dag_id}"] = dag
+        self.result.loaded[pipeline.dag_id] = path
+        self.result.dags[pipeline.dag_id] = dag
+
+    def _label(self, path: str) -> str:
+        try:
+            return Path(path).resolve().relative_to(self.label_base).as_posix()
+        except ValueError:
+            return Path(path).name
+
+
+def _load_one(dag_id: str, folder: Path, shard: int | None, shards: int | None,
+              cache: SpecCache, builder: _Builder) -> None:
+    """A task run: find and build only `dag_id` (Airflow builds nothing else for the task)."""
+    for path in candidates_for_dag_id(folder, dag_id, cache.recall_dag_file(str(folder), dag_id)):
+        if not in_shard(path, folder, shard, shards):
+            continue
+        pipeline = cache.parse(path).pipeline
+        if pipeline is not None and pipeline.dag_id == dag_id:
+            builder.build(pipeline, path)
+            return
+
+
+def _reject_duplicate_dag_ids(parsed: list[Parsed], result: LoadResult) -> None:
+    """Two files with one dag_id: both are rejected, since neither can be chosen safely (a worker
+    must find the same file the scheduler used)."""
+    by_dag_id: dict[str, list[str]] = {}
+    for item in parsed:
+        if item.pipeline is not None:
+            by_dag_id.setdefault(item.pipeline.dag_id, []).append(item.path)
+    for dag_id, paths in by_dag_id.items():
+        if len(paths) < 2:
+            continue
+        for path in paths:
+            others = ", ".join(os.path.basename(other) for other in paths if other != path)
+            line, column = _dag_id_position(path)
+            result.rejected[path] = (PipelineError(
+                path, line, column, f"dag_id '{dag_id}' is also used by {others}",
+                "each pipeline needs its own dag_id (it defaults to the file name)"),)
+
+
+def _dag_id_position(path: str) -> tuple[int, int]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.startswith("dag_id"):
+                    return number, 1
+    except OSError:
+        pass
+    return 1, 1
+
+
+def _index_dag_file(cache: SpecCache, folder: Path, item: Parsed) -> None:
+    """Remember where a dag_id lives when its file name (at the top of the folder) does not say."""
+    assert item.pipeline is not None
+    at_top = os.path.dirname(item.path) == str(folder)
+    if not (at_top and stem(item.path) == item.pipeline.dag_id):
+        cache.remember_dag_file(str(folder), item.pipeline.dag_id, item.path)
+
+
+def _requested_dag_id() -> str | None:
+    from ovh_ai_dagfactory.compat import get_parsing_context
+
+    return get_parsing_context().dag_id or None
+
+
+def _check_shard(shard: int | None, shards: int | None) -> None:
+    if shards is None and shard is None:
+        return
+    if not isinstance(shards, int) or not isinstance(shard, int) or shards < 1 or not 0 <= shard < shards:
+        raise ValueError(f"load_pipelines: shard must be in 0..shards-1 with shards >= 1 (got {shard}/{shards})")

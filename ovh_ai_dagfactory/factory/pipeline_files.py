@@ -1,0 +1,87 @@
+"""Which pipeline files a loader call owns: the folder's *.yaml/*.yml files, its shard of them, and
+— for a task run on a worker — the few files that may declare one dag_id.
+
+Sharding lets one folder be split across several loader files, each parsed by Airflow within its
+own `dagbag_import_timeout`; a file's shard comes from a stable hash of its path relative to the
+folder, so adding a file never moves the others.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+PIPELINE_SUFFIXES = (".yaml", ".yml")
+FOLDER_ENV = "OVH_AI_DAGFACTORY_PIPELINES_FOLDER"
+DEFAULT_FOLDER_NAME = "pipelines"
+
+# A top-level `dag_id:` line (no indentation); the real parse confirms any file this finds.
+_DAG_ID_LINE = re.compile(r"""^dag_id[ \t]*:[ \t]*["']?([\w.-]+)["']?[ \t]*(?:#.*)?$""", re.MULTILINE)
+
+
+def resolve_folder(folder: str | os.PathLike[str] | None, namespace: dict | None) -> Path:
+    """The folder argument; else $OVH_AI_DAGFACTORY_PIPELINES_FOLDER; else `pipelines/` next to the
+    loader file (inside the DAG folder, so it ships with the DAGs: git-sync, images, bundles)."""
+    if folder is not None:
+        return Path(folder)
+    if os.environ.get(FOLDER_ENV):
+        return Path(os.environ[FOLDER_ENV])
+    loader_file = (namespace or {}).get("__file__")
+    base = Path(loader_file).resolve().parent if loader_file else Path.cwd()
+    return base / DEFAULT_FOLDER_NAME
+
+
+def list_pipeline_files(folder: Path) -> list[str]:
+    """Every pipeline file under `folder` (recursive, sorted, hidden directories skipped)."""
+    found: list[str] = []
+    for directory, subdirectories, files in os.walk(folder):
+        subdirectories[:] = sorted(name for name in subdirectories if not name.startswith("."))
+        found.extend(
+            os.path.join(directory, name) for name in files
+            if name.lower().endswith(PIPELINE_SUFFIXES) and not name.startswith(".")
+        )
+    return sorted(found)
+
+
+def in_shard(path: str, folder: Path, shard: int | None, shards: int | None) -> bool:
+    if not shards or shards <= 1:
+        return True
+    relative = os.path.relpath(path, folder).replace(os.sep, "/")
+    return zlib.crc32(relative.encode("utf-8")) % shards == shard
+
+
+def stem(path: str) -> str:
+    name = os.path.basename(path)
+    return re.sub(r"\.ya?ml$", "", name, flags=re.IGNORECASE)
+
+
+def candidates_for_dag_id(folder: Path, dag_id: str, indexed: str | None) -> Iterator[str]:
+    """Files that may hold `dag_id`, cheapest first: `<folder>/<dag_id>.yaml|.yml` (the default
+    dag_id is the file name), then the index entry, then — only if those fail — a scan of the
+    folder for a matching file name or a top-level `dag_id:` line. Each is confirmed by parsing."""
+    seen: set[str] = set()
+    for suffix in PIPELINE_SUFFIXES:
+        path = str(folder / f"{dag_id}{suffix}")
+        if os.path.isfile(path):
+            seen.add(path)
+            yield path
+    if indexed and indexed not in seen and os.path.isfile(indexed):
+        seen.add(indexed)
+        yield indexed
+    for path in list_pipeline_files(folder):
+        if path in seen:
+            continue
+        if stem(path) == dag_id or dag_id in _declared_dag_ids(path):
+            seen.add(path)
+            yield path
+
+
+def _declared_dag_ids(path: str) -> set[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return set(_DAG_ID_LINE.findall(handle.read()))
+    except OSError:
+        return set()

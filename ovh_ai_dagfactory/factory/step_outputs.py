@@ -1,0 +1,127 @@
+"""What `{{ steps.<id>.content }}`, `.response` and `.embeddings` mean at run time.
+
+A pipeline's operators add one name, `steps`, to the Jinja context just before Airflow renders
+their templated fields. Each `steps.<id>` reads that step's XCom (`ti.xcom_pull`) only when a
+template touches it, so rendering a step that references nothing pulls nothing. Everything else in
+the context (`ti`, `ds`, `var`, `params`, macros) is Airflow's own and untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ovh_ai_dagfactory.compat import AirflowException, AirflowFailException
+
+#: What each kind of step provides; mirrors the spec's checks so run-time errors match them.
+OUTPUTS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "chat": ("content", "response"),
+    "embedding": ("embeddings", "response"),
+}
+
+
+class StepOutput:
+    """One earlier step's result, read lazily from XCom and read at most once per rendering."""
+
+    def __init__(self, ti: Any, step_id: str, kind: str) -> None:
+        self._ti = ti
+        self._step_id = step_id
+        self._kind = kind
+        self._pulled = False
+        self._response: Any = None
+
+    @property
+    def response(self) -> dict[str, Any]:
+        """The whole response dict the step returned (the wire JSON of the API)."""
+        if not self._pulled:
+            self._response = self._ti.xcom_pull(task_ids=self._step_id)
+            self._pulled = True
+        if self._response is None:
+            raise AirflowException(
+                f"steps.{self._step_id}: step '{self._step_id}' has no result in XCom yet; it must run "
+                f"(and succeed) before this step — list it in depends_on or reference it in a template"
+            )
+        return self._response
+
+    @property
+    def content(self) -> str:
+        """A chat step's answer: `choices[0].message.content`."""
+        self._require("content")
+        try:
+            return self.response["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            raise AirflowException(
+                f"steps.{self._step_id}.content: the step's response has no choices[0].message.content"
+            ) from None
+
+    @property
+    def embeddings(self) -> list[list[float]]:
+        """An embedding step's vectors, one per input, in input order."""
+        self._require("embeddings")
+        try:
+            data = sorted(self.response["data"], key=lambda item: item.get("index", 0))
+            return [item["embedding"] for item in data]
+        except (KeyError, TypeError, AttributeError):
+            raise AirflowException(
+                f"steps.{self._step_id}.embeddings: the step's response has no data[].embedding"
+            ) from None
+
+    def _require(self, output: str) -> None:
+        provided = OUTPUTS_BY_KIND.get(self._kind, ())
+        if output not in provided:
+            # Deterministic: retrying cannot help, so fail without using the task's retries.
+            raise AirflowFailException(
+                f"steps.{self._step_id}.{output}: '{self._step_id}' is a {self._kind} step; "
+                f"it provides {' and '.join(provided)}"
+            )
+
+    def __str__(self) -> str:
+        # `{{ steps.x }}` alone is almost always a forgotten `.content`; say so instead of a repr.
+        raise AirflowFailException(
+            f"steps.{self._step_id} needs an output: "
+            + ", ".join(f"steps.{self._step_id}.{name}" for name in OUTPUTS_BY_KIND.get(self._kind, ()))
+        )
+
+
+class StepOutputs:
+    """The `steps` name in templates: `steps.<id>` or `steps['<id>']` for ids that are not identifiers."""
+
+    def __init__(self, ti: Any, kinds: Mapping[str, str]) -> None:
+        self._ti = ti
+        self._kinds = kinds
+        self._outputs: dict[str, StepOutput] = {}
+
+    def __getattr__(self, step_id: str) -> StepOutput:
+        if step_id.startswith("_"):
+            raise AttributeError(step_id)
+        return self[step_id]
+
+    def __getitem__(self, step_id: str) -> StepOutput:
+        if step_id not in self._kinds:
+            # Not KeyError: Jinja would turn that into a silent Undefined.
+            raise AirflowFailException(
+                f"steps.{step_id}: this pipeline has no step '{step_id}' "
+                f"(steps: {', '.join(sorted(self._kinds))})"
+            )
+        if step_id not in self._outputs:
+            self._outputs[step_id] = StepOutput(self._ti, step_id, self._kinds[step_id])
+        return self._outputs[step_id]
+
+    def __contains__(self, step_id: object) -> bool:
+        return step_id in self._kinds
+
+
+class ProvidesStepOutputs:
+    """Mixin for a pipeline's operators: puts `steps` in the context their templates render with.
+
+    `render_template_fields` is the one method both Airflow lines call, on the task object the
+    worker parsed from the DAG file, right before `execute`. The operator's own behaviour is
+    unchanged, so the class stays a thin subclass of the provider's public operator.
+    """
+
+    #: step id → kind, shared by every task of one pipeline; set by the builder.
+    pipeline_step_kinds: Mapping[str, str] = {}
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        context["steps"] = StepOutputs(context["ti"], self.pipeline_step_kinds)
+        super().render_template_fields(context, jinja_env)  # type: ignore[misc]
