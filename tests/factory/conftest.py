@@ -1,0 +1,55 @@
+"""Fixtures for the DAG factory's tests: the example pipelines as DAGs, and scratch pipeline folders."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from conftest import REPO_ROOT
+
+EXAMPLES = REPO_ROOT / "pipelines"
+
+
+@pytest.fixture(scope="session")
+def example_pipelines() -> Any:
+    """Every example pipeline loaded through the loader, as a real DAG folder file would (no cache)."""
+    from ovh_ai_dagfactory import load_pipelines
+
+    namespace: dict[str, Any] = {"__file__": str(REPO_ROOT / "dags_loader.py")}
+    result = load_pipelines(EXAMPLES, namespace, cache_dir=False)
+    assert not result.rejected, result.errors()
+    return result
+
+
+@pytest.fixture
+def write_pipeline(tmp_path: Path) -> Callable[..., Path]:
+    """Write a pipeline file (dedented YAML) into a scratch folder; returns its path."""
+
+    def write(name: str, text: str, folder: Path | None = None) -> Path:
+        target = (folder or tmp_path / "pipelines") / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+        return target
+
+    return write
+
+
+CHAT_PIPELINE = """
+    description: {description}
+    schedule: null
+    start_date: 2024-01-01
+    steps:
+      ask:
+        type: chat
+        model: Meta-Llama-3_3-70B-Instruct
+        messages:
+          - {{role: user, content: "Hello"}}
+"""
+
+
+def chat_pipeline(description: str = "a test pipeline", dag_id: str | None = None) -> str:
+    text = CHAT_PIPELINE.format(description=description)
+    return (f"dag_id: {dag_id}\n" if dag_id else "") + textwrap.dedent(text).lstrip()

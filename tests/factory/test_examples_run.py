@@ -1,0 +1,91 @@
+"""Each example pipeline, loaded by the loader and run through Airflow against llmock.
+
+Asserts on what the endpoint received (model, messages after templating, parameters) and on what
+the next step got, the way the seed document's examples would be checked by hand.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from conftest import run_dag, task_states, xcom_value
+
+MODEL = "Meta-Llama-3_3-70B-Instruct"
+
+
+def _run(example_pipelines, dag_id, **kwargs):
+    dag_run = run_dag(example_pipelines.dags[dag_id], **kwargs)
+    states = task_states(dag_run)
+    assert set(states.values()) == {"success"}, states
+    return dag_run
+
+
+def _bodies(llmock, suffix):
+    return [request.body for request in llmock.requests if request.path.endswith(suffix)]
+
+
+def test_basic_chat(airflow_db, ovh_connection, llmock, example_pipelines):
+    llmock.reply("Machine learning is learning from examples.")
+    dag_run = _run(example_pipelines, "chat_completion_example")
+    [body] = _bodies(llmock, "/chat/completions")
+    assert body["model"] == MODEL
+    assert body["messages"] == [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Explain machine learning in simple terms."},
+    ]
+    assert body["temperature"] == 0.7 and body["max_tokens"] == 500
+    response = xcom_value(dag_run, "generate_response")
+    assert response["choices"][0]["message"]["content"] == "Machine learning is learning from examples."
+
+
+def test_multi_turn_chat(airflow_db, ovh_connection, llmock, example_pipelines):
+    _run(example_pipelines, "multi_turn_chat")
+    [body] = _bodies(llmock, "/chat/completions")
+    assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
+    assert body["messages"][2]["content"] == "You can use pandas: `pd.read_csv('file.csv')`"
+    assert body["temperature"] == 1.0  # the operator's default: the pipeline did not set it
+
+
+def test_templated_daily_report(airflow_db, ovh_connection, llmock, example_pipelines, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_LLM_MODEL", "gpt-oss-120b")
+    _run(example_pipelines, "templated_example", logical_date=datetime(2024, 3, 5, tzinfo=timezone.utc))
+    [body] = _bodies(llmock, "/chat/completions")
+    assert body["model"] == "gpt-oss-120b"
+    assert body["messages"][1] == {"role": "user", "content": "Generate a report summary for 2024-03-05"}
+
+
+def test_single_embedding(airflow_db, ovh_connection, llmock, example_pipelines):
+    dag_run = _run(example_pipelines, "single_embedding")
+    [body] = _bodies(llmock, "/embeddings")
+    assert body == {"model": "BGE-M3", "input": "Apache Airflow is a workflow orchestration tool"} or (
+        body["model"] == "BGE-M3" and body["input"] == "Apache Airflow is a workflow orchestration tool")
+    assert len(xcom_value(dag_run, "create_embedding")["data"]) == 1
+
+
+def test_batch_embeddings(airflow_db, ovh_connection, llmock, example_pipelines):
+    dag_run = _run(example_pipelines, "batch_embeddings")
+    [body] = _bodies(llmock, "/embeddings")
+    assert body["input"] == ["First document to embed", "Second document to embed", "Third document to embed"]
+    assert len(xcom_value(dag_run, "batch_embeddings")["data"]) == 3
+
+
+def test_chat_with_retries(airflow_db, ovh_connection, llmock, example_pipelines):
+    task = example_pipelines.dags["chat_with_retry"].get_task("chat_with_retry")
+    assert task.retries == 3 and task.retry_delay == timedelta(seconds=30)
+    _run(example_pipelines, "chat_with_retry")
+    [body] = _bodies(llmock, "/chat/completions")
+    assert body["messages"] == [{"role": "user", "content": "Give me one tip about Apache Airflow."}]
+
+
+def test_summarize_then_embed_passes_the_answer_on(airflow_db, ovh_connection, llmock, example_pipelines):
+    llmock.reply("Airflow schedules and monitors workflows.")
+    dag_run = _run(example_pipelines, "summarize_then_embed")
+    [chat] = _bodies(llmock, "/chat/completions")
+    [embedding] = _bodies(llmock, "/embeddings")
+    assert chat["model"] == MODEL and chat["temperature"] == 0.3 and chat["max_tokens"] == 100
+    # What the next step got: the chat step's answer, through {{ steps.summarize.content }}.
+    assert embedding["model"] == "BGE-M3"
+    assert embedding["input"] == "Airflow schedules and monitors workflows."
+    assert xcom_value(dag_run, "embed_summary")["data"][0]["embedding"]
