@@ -39,3 +39,16 @@ __all__ = [
     "get_parsing_context",
     "mask_secret",
 ]
+
+
+# --- DAG factory: Airflow's DAG serializer (what the scheduler and UI store), imported lazily ---
+# It is heavy and never needed while a DAG file is parsed, so it is a function, not an import.
+def dag_serializer() -> type:
+    """The class whose `to_dict(dag)` / `from_dict(data)` Airflow uses to store DAGs."""
+    if AIRFLOW_V3:
+        from airflow.serialization.serialized_objects import DagSerialization
+
+        return DagSerialization
+    from airflow.serialization.serialized_objects import SerializedDAG
+
+    return SerializedDAG
