@@ -35,6 +35,11 @@ _PATTERN_HINTS = {
     "retry_delay": "write a duration such as 30s, 5m, 1h30m, or whole seconds",
     "execution_timeout": "write a duration such as 30s, 5m, 1h30m, or whole seconds",
 }
+_PATTERN_PROBLEMS = {
+    "dag_id": "is not a valid DAG id", "connection": "is not a valid connection id",
+    "schedule": "is not a cron expression or a preset", "start_date": "is not a date",
+    "end_date": "is not a date", "retry_delay": "is not a duration", "execution_timeout": "is not a duration",
+}
 _PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@continuous")
 
 
@@ -114,8 +119,10 @@ def _explain(error: Any, positions: PositionIndex, file: str) -> Iterator[Pipeli
                 yield at_key(f"unknown key '{name}' {_in(path)}", hint, path + (name,))
         return
     if kind == "required" and isinstance(instance, dict):
+        allowed = error.schema.get("properties", {})
+        misspelt = {closest(key, allowed) for key in instance if key not in allowed}
         for name in error.validator_value:
-            if name not in instance:
+            if name not in instance and name not in misspelt:  # the unknown-key error says it better
                 yield at_key(f"{_owner(path)} is missing the required key '{name}'")
         return
     if kind in ("anyOf", "oneOf"):
@@ -206,7 +213,8 @@ def _simple_message(kind: str, expected: Any, instance: Any, path: Path) -> tupl
         hint = _PATTERN_HINTS.get(name)
         if name == "schedule" and isinstance(instance, str) and instance.startswith("@"):
             hint = did_you_mean(instance, _PRESETS) or f"presets: {', '.join(_PRESETS)}"
-        return f"{label} has an invalid value {_describe_value(instance)}", hint
+        problem = _PATTERN_PROBLEMS.get(name, "has an invalid value")
+        return f"{label} {problem}: {_describe_value(instance)}", hint
     return f"{label}: {kind} check failed for {_describe_value(instance)}", None
 
 
@@ -279,4 +287,4 @@ def _quote_hint(value: Any, wanted: list[str]) -> str | None:
     return None
 
 
-__all__ = ["schema_errors", "schema_path", "schema_text", "pipeline_schema", "closest"]
+__all__ = ["schema_errors", "schema_path", "schema_text", "pipeline_schema"]

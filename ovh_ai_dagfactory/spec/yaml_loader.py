@@ -58,6 +58,7 @@ class YamlProblem(Exception):
     def __init__(self, message: str, line: int, column: int, hint: str | None = None) -> None:
         super().__init__(message)
         self.message, self.line, self.column, self.hint = message, line, column, hint
+        self.bomb = False
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,11 @@ class _Constructor:
     def construct(self, node: Node, depth: int) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            raise YamlProblem(
+            problem = YamlProblem(
                 f"the document expands to more than {MAX_NODES} values (anchors and aliases "
                 "repeated inside each other?)", node.start_mark.line, node.start_mark.column)
+            problem.bomb = True
+            raise problem
         if depth > MAX_DEPTH:
             raise YamlProblem(f"values are nested more than {MAX_DEPTH} levels deep",
                               node.start_mark.line, node.start_mark.column)
@@ -176,7 +179,15 @@ class _Constructor:
                     key_node.start_mark.line, key_node.start_mark.column,
                     "YAML keeps only the last value; remove or rename one of them")
             seen[name] = key_node
-            result[name] = self.construct(value_node, depth + 1)
+            try:
+                result[name] = self.construct(value_node, depth + 1)
+            except YamlProblem as problem:
+                if depth == 0 and problem.bomb:
+                    # Aliased nodes carry their anchor's position; name the top-level key instead.
+                    raise YamlProblem(f"the value of '{name}' expands to more than {MAX_NODES} values "
+                                      "(anchors and aliases repeated inside each other?)",
+                                      key_node.start_mark.line, key_node.start_mark.column) from None
+                raise
         for name, value in merged.items():  # explicit keys win over `<<` merges, as in YAML
             result.setdefault(name, value)
         return result
