@@ -136,6 +136,9 @@ class OVHCloudAIEndpointsHook(BaseHook):
 
     def create_embedding(self, model: str, input: str | list[str], **kwargs: Any) -> dict[str, Any]:  # noqa: A002
         """POST /embeddings; `input` is one text or a batch. Returns the wire JSON as a dict."""
+        # The SDK would ask for base64 and decode it; not every OpenAI-compatible server implements
+        # base64, and floats are what the wire JSON (and the seed's response shape) shows.
+        kwargs.setdefault("encoding_format", "float")
         client = self.get_conn()
         with self._translated_errors("embedding", model):
             raw = client.embeddings.with_raw_response.create(model=model, input=input, **_without_none(**kwargs))

@@ -1,0 +1,215 @@
+"""A small OpenAI-compatible server shaped like OVHcloud AI Endpoints, for what llmock cannot do.
+
+llmock lists only gpt-* models, accepts any model and any token, and does not record headers.
+This stub (stdlib only, a real socket on 127.0.0.1) adds:
+- OVH's model list on GET /models, and 404 for a model it does not list (an OVH-like body);
+- 401 when the bearer token is not the expected one, or anonymous calls refused unless allowed;
+- request headers recorded, an `x-request-id` on every response;
+- scripted faults with any status, body and headers (`fail`), e.g. 403, or a body echoing the
+  Authorization header back (a careless proxy) to prove the hook never repeats the token.
+
+    with OVHStub(token="secret") as stub:
+        stub.base_url            # http://127.0.0.1:PORT/v1
+        stub.fail(403, body={...}, times=1)
+        stub.requests[-1].headers["authorization"]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+OVH_MODELS = [
+    "Meta-Llama-3_3-70B-Instruct",
+    "gpt-oss-120b",
+    "Mixtral-8x22B-Instruct-v0.1",
+    "BGE-M3",
+    "bge-multilingual-gemma2",
+]
+EMBEDDING_DIMENSIONS = {"BGE-M3": 1024, "bge-multilingual-gemma2": 3584}
+ECHO_AUTHORIZATION = "<echo authorization>"  # in a scripted body: replaced by the header received
+
+
+@dataclass
+class StubRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: Any
+    status: int = 0
+    request_id: str = ""
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Fault:
+    status: int
+    body: Any
+    headers: dict[str, str]
+    times: int
+
+
+class OVHStub:
+    def __init__(self, *, token: str | None = None, allow_anonymous: bool = False, prefix: str = "/v1") -> None:
+        self.token = token
+        self.allow_anonymous = allow_anonymous
+        self.prefix = prefix.rstrip("/")
+        self.requests: list[StubRequest] = []
+        self._faults: list[_Fault] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> OVHStub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.prefix}"
+
+    # -- scripting ---------------------------------------------------------------------------
+
+    def fail(self, status: int, *, body: Any = None, headers: dict[str, str] | None = None, times: int = 1) -> OVHStub:
+        with self._lock:
+            self._faults.append(_Fault(status, body, headers or {}, times))
+        return self
+
+    def reset(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self.requests.clear()
+
+    def _next_fault(self) -> _Fault | None:
+        with self._lock:
+            if not self._faults:
+                return None
+            fault = self._faults[0]
+            fault.times -= 1
+            if fault.times <= 0:
+                self._faults.pop(0)
+            return fault
+
+    # -- answering ---------------------------------------------------------------------------
+
+    def answer(self, request: StubRequest) -> tuple[int, Any, dict[str, str]]:
+        fault = self._next_fault()
+        if fault is not None:
+            body = fault.body
+            if isinstance(body, str) and ECHO_AUTHORIZATION in body:
+                body = body.replace(ECHO_AUTHORIZATION, request.headers.get("authorization", ""))
+            return fault.status, body, fault.headers
+        auth = request.headers.get("authorization")
+        if auth is None and not self.allow_anonymous:
+            return 401, _error("Missing Authorization header", "Unauthorized", 401), {}
+        if auth is not None and self.token is not None and auth != f"Bearer {self.token}":
+            return 401, _error("Invalid or expired token", "Unauthorized", 401), {}
+        if not request.path.startswith(self.prefix + "/"):
+            return 404, _error(f"Path {request.path} not found", "NotFound", 404), {}
+        route = request.path[len(self.prefix):]
+        if request.method == "GET" and route == "/models":
+            data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "ovhcloud"} for m in OVH_MODELS]
+            return 200, {"object": "list", "data": data}, {}
+        if request.method == "POST" and route in ("/chat/completions", "/embeddings"):
+            model = (request.body or {}).get("model")
+            if model not in OVH_MODELS:
+                return 404, _error(f"Model '{model}' does not exist", "NotFoundError", 404), {}
+            if route == "/embeddings":
+                return 200, _embeddings(model, request.body["input"]), {}
+            return 200, _chat(model, request.body["messages"]), {}
+        return 404, _error(f"Path {request.path} not found", "NotFound", 404), {}
+
+
+def _error(message: str, kind: str, code: int) -> dict[str, Any]:
+    return {"object": "error", "message": message, "type": kind, "code": code}
+
+
+def _chat(model: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    last = messages[-1]["content"] if messages else ""
+    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+    content = f"Echo from {model}: {last}"
+    completion_tokens = len(content.split())
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def _embeddings(model: str, inputs: str | list[str]) -> dict[str, Any]:
+    texts = [inputs] if isinstance(inputs, str) else list(inputs)
+    dims = EMBEDDING_DIMENSIONS.get(model, 8)
+    data = []
+    for index, text in enumerate(texts):
+        seed = hashlib.sha256(text.encode()).digest()
+        vector = [round((seed[i % len(seed)] - 128) / 128, 4) for i in range(dims)]
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    tokens = sum(len(t.split()) for t in texts)
+    return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def _handler_for(stub: OVHStub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
+            pass
+
+        def do_GET(self) -> None:
+            self._serve()
+
+        def do_POST(self) -> None:
+            self._serve()
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode(errors="replace")
+            request = StubRequest(
+                method=self.command,
+                path=self.path.split("?")[0],
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=body,
+            )
+            with stub._lock:
+                stub.requests.append(request)
+                request.request_id = f"req-{len(stub.requests):04d}"
+            status, payload, headers = stub.answer(request)
+            request.status = status
+            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+            self.send_response(status)
+            content_type = "text/plain" if isinstance(payload, str) else "application/json"
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(data)))
+            self.send_header("x-request-id", request.request_id)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
