@@ -1,0 +1,157 @@
+"""What the parser makes of valid pipelines, and the behaviours around it (paths, fast path)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from ovh_ai_dagfactory.spec import PathNotFound, PipelineInvalid, parse_pipeline_text, validate_paths
+from ovh_ai_dagfactory.spec.durations import parse_duration
+
+MINIMAL = """\
+steps:
+  ask:
+    type: chat
+    model: Meta-Llama-3_3-70B-Instruct
+    messages: [{role: user, content: Hello}]
+"""
+
+
+def test_dag_id_defaults_to_the_file_name() -> None:
+    assert parse_pipeline_text(MINIMAL, "dags/daily_report.yml").dag_id == "daily_report"
+
+
+def test_step_values_win_over_defaults() -> None:
+    text = """\
+defaults:
+  chat: {model: default-model, temperature: 0.3, retries: 2, retry_delay: 1m}
+steps:
+  ask:
+    type: chat
+    temperature: 0.9
+    messages: [{role: user, content: Hello}]
+"""
+    (step,) = parse_pipeline_text(text, "p.yaml").steps
+    assert (step.model, step.temperature) == ("default-model", 0.9)
+    assert (step.options.retries, step.options.retry_delay) == (2, timedelta(minutes=1))
+
+
+def test_the_issue_example_parses() -> None:
+    text = """\
+dag_id: daily_report
+description: Daily summary of the data team's report
+schedule: "@daily"
+start_date: 2024-01-01
+catchup: false
+tags: [reports, llm]
+default_args: {owner: data, retries: 3, retry_delay: 30s}
+connection: ovh_ai_endpoints_default
+defaults:
+  chat: {model: Meta-Llama-3_3-70B-Instruct, temperature: 0.3}
+  embedding: {model: BGE-M3}
+steps:
+  summarize:
+    type: chat
+    model: "{{ var.value.llm_model }}"
+    messages:
+      - {role: system, content: You are a data analyst.}
+      - {role: user, content: "Generate a report summary for {{ ds }}"}
+    max_tokens: 500
+  embed_summary:
+    type: embedding
+    input: "{{ steps.summarize.content }}"
+    depends_on: [summarize]
+"""
+    pipeline = parse_pipeline_text(text, "daily_report.yaml")
+    assert pipeline.connection == "ovh_ai_endpoints_default"
+    assert pipeline.tags == ("reports", "llm")
+    assert [step.position.line for step in pipeline.steps] == [13, 20]
+    assert pipeline.steps[0].model == "{{ var.value.llm_model }}"  # the step's own model wins
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2024-01-01", datetime(2024, 1, 1, tzinfo=timezone.utc)),
+    ("2024-01-01T06:30:00", datetime(2024, 1, 1, 6, 30, tzinfo=timezone.utc)),
+    ("2024-01-01 06:30:00+02:00", datetime(2024, 1, 1, 4, 30, tzinfo=timezone.utc)),
+    ('"2024-01-01"', datetime(2024, 1, 1, tzinfo=timezone.utc)),
+])
+def test_start_date_becomes_aware_utc(text: str, expected: datetime) -> None:
+    pipeline = parse_pipeline_text(f"start_date: {text}\n" + MINIMAL, "p.yaml")
+    assert pipeline.start_date == expected
+    assert pipeline.start_date.tzinfo is not None
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("30s", timedelta(seconds=30)), ("5m", timedelta(minutes=5)), ("1h", timedelta(hours=1)),
+    ("1h30m", timedelta(hours=1, minutes=30)), ("2d", timedelta(days=2)), (90, timedelta(seconds=90)),
+])
+def test_durations(value: object, expected: timedelta) -> None:
+    assert parse_duration(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "5 minutes", "1.5h", -1, True, None, "m5"])
+def test_not_durations(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(value)
+
+
+def test_every_error_of_a_file_is_reported_in_order() -> None:
+    text = MINIMAL.replace("type: chat", "type: chat\n    temprature: 1\n    top_p: 7")
+    with pytest.raises(PipelineInvalid) as caught:
+        parse_pipeline_text(text, "p.yaml")
+    assert [(e.line, e.column) for e in caught.value.errors] == [(4, 5), (5, 12)]
+
+
+def test_trusted_path_skips_the_schema_but_not_the_checks() -> None:
+    text = MINIMAL + "    depends_on: [nope]\n"
+    with pytest.raises(PipelineInvalid, match="unknown step 'nope'"):
+        parse_pipeline_text(text, "p.yaml", validate_schema=False)
+    assert parse_pipeline_text(MINIMAL, "p.yaml", validate_schema=False).steps[0].step_id == "ask"
+
+
+def test_trusted_path_still_refuses_content_that_does_not_fit() -> None:
+    with pytest.raises(PipelineInvalid, match="must be a mapping"):
+        parse_pipeline_text("steps: [1, 2]\n", "p.yaml", validate_schema=False)
+
+
+def test_validate_paths_reports_duplicate_dag_ids_at_the_second_file(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("dag_id: same\n" + MINIMAL)
+    nested = tmp_path / "team"
+    nested.mkdir()
+    (nested / "b.yml").write_text("# second\ndag_id: same\n" + MINIMAL)
+    (nested / "notes.txt").write_text("not a pipeline")
+    report = validate_paths([str(tmp_path)])
+    assert report.files == [str(tmp_path / "a.yaml"), str(nested / "b.yml")]
+    (error,) = report.errors
+    assert (error.file, error.line, error.column) == (str(nested / "b.yml"), 2, 1)
+    assert "already used by" in error.message and "a.yaml" in error.message
+    assert list(report.pipelines) == report.files
+
+
+def test_validate_paths_refuses_a_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(PathNotFound):
+        validate_paths([str(tmp_path / "missing")])
+
+
+def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"description: caf\xe9\n")
+    report = validate_paths([str(bad)])
+    assert [(e.line, e.column) for e in report.errors] == [(1, 17)]
+
+
+def test_merge_keys_are_supported() -> None:
+    text = """\
+x-common: &common {type: chat, model: Meta-Llama-3_3-70B-Instruct}
+steps:
+  ask:
+    <<: *common
+    messages: [{role: user, content: Hello}]
+"""
+    with pytest.raises(PipelineInvalid, match="unknown key 'x-common'"):
+        parse_pipeline_text(text, "p.yaml")
+    text = text.replace("x-common: &common {type: chat, model: Meta-Llama-3_3-70B-Instruct}\n", "")
+    text = text.replace("    <<: *common\n", "    <<: &common {type: chat, model: Meta-Llama-3_3-70B-Instruct}\n")
+    assert parse_pipeline_text(text, "p.yaml").steps[0].model == "Meta-Llama-3_3-70B-Instruct"
