@@ -193,11 +193,11 @@ def _from_status(exc: BaseException, status: int, ctx: CallContext) -> OVHCloudA
     elif status == 404:
         error = _not_found(ctx, where, tail)
     elif status == 429:
-        retry_after = _header(exc, "retry-after")
-        if _seconds(retry_after) > _SDK_MAX_RETRY_AFTER:
-            tries = f"not retried: the server asked to wait {retry_after} s, more than the client's 120 s cap"
+        retry_after = _retry_after(exc)
+        if retry_after is not None and retry_after > _SDK_MAX_RETRY_AFTER:
+            tries = f"not retried: the server asked to wait {retry_after:g} s, more than the client's 120 s cap"
         else:
-            waited = f" (last Retry-After: {retry_after} s)" if retry_after else ""
+            waited = f" (last Retry-After: {retry_after:g} s)" if retry_after is not None else ""
             tries = f"{_tries(ctx.max_retries, exc)}, honouring Retry-After{waited}"
         error = RateLimitError(
             f"429 Too Many Requests: rate limit exceeded for {_model(ctx)}{where}; "
@@ -285,11 +285,17 @@ def _retries_taken(exc: BaseException) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-def _seconds(value: str | None) -> float:
-    try:
-        return float(value) if value is not None else 0.0
-    except ValueError:  # an HTTP date: the SDK honours it; we only need to spot absurd numbers
-        return 0.0
+def _retry_after(exc: BaseException) -> float | None:
+    """The delay the server asked for, read as the SDK reads it (retry-after-ms first)."""
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = _header(exc, name)
+        if value is None:
+            continue
+        try:
+            return float(value) / divisor
+        except ValueError:  # an HTTP date: the SDK honours it; the message just does not quote it
+            return None
+    return None
 
 
 def _model(ctx: CallContext) -> str:
