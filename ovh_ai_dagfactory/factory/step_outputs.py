@@ -71,7 +71,7 @@ class StepOutput:
         if output not in provided:
             # Deterministic: retrying cannot help, so fail without using the task's retries.
             raise AirflowFailException(
-                f"steps.{self._step_id}.{output}: '{self._step_id}' is a {self._kind} step; "
+                f"steps.{self._step_id}.{output}: '{self._step_id}' is {_article(self._kind)} {self._kind} step; "
                 f"it provides {' and '.join(provided)}"
             )
 
@@ -81,6 +81,10 @@ class StepOutput:
             f"steps.{self._step_id} needs an output: "
             + ", ".join(f"steps.{self._step_id}.{name}" for name in OUTPUTS_BY_KIND.get(self._kind, ()))
         )
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 class StepOutputs:
