@@ -107,14 +107,19 @@ class PathNotFound(Exception):
 
 
 def pipeline_files(paths: list[str]) -> list[str]:
-    """Files as given, folders expanded to their *.yaml / *.yml files (recursive, sorted)."""
+    """Files as given, folders expanded to their *.yaml / *.yml files (recursive, sorted).
+
+    Hidden folders and files (`.git`, `.github`, ...) inside a folder are skipped: they hold tool
+    configuration, not pipelines. Name such a file explicitly to check it.
+    """
     found: list[str] = []
     for path in paths:
         candidate = FilePath(path)
         if candidate.is_dir():
             found.extend(sorted(
                 str(file) for file in candidate.rglob("*")
-                if file.suffix.lower() in PIPELINE_SUFFIXES and file.is_file()))
+                if file.suffix.lower() in PIPELINE_SUFFIXES and file.is_file()
+                and not any(part.startswith(".") for part in file.relative_to(candidate).parts)))
         elif candidate.exists():
             found.append(path)
         else:

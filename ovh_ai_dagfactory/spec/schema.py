@@ -281,8 +281,11 @@ def _describe_value(value: Any) -> str:
 
 def _quote_hint(value: Any, wanted: list[str]) -> str | None:
     """YAML turns `no`, `1.0`, `null` into non-strings; say so when a string was expected."""
-    if any(word.startswith("a string") for word in wanted) and isinstance(value, (bool, int, float)) or (
-            value is None and wanted and wanted[0].startswith("a string")):
+    if not any(word.startswith("a string") for word in wanted):
+        return None
+    if value is None:
+        return "the value is empty; write it after the colon, or in quotes"
+    if isinstance(value, (bool, int, float)):
         return "YAML read this as a non-string value; put it in quotes"
     return None
 

@@ -155,3 +155,17 @@ steps:
     text = text.replace("x-common: &common {type: chat, model: Meta-Llama-3_3-70B-Instruct}\n", "")
     text = text.replace("    <<: *common\n", "    <<: &common {type: chat, model: Meta-Llama-3_3-70B-Instruct}\n")
     assert parse_pipeline_text(text, "p.yaml").steps[0].model == "Meta-Llama-3_3-70B-Instruct"
+
+
+def test_folders_skip_hidden_directories(tmp_path: Path) -> None:
+    (tmp_path / ".github").mkdir()
+    (tmp_path / ".github" / "ci.yml").write_text("on: push\n")
+    (tmp_path / "p.yaml").write_text(MINIMAL)
+    assert validate_paths([str(tmp_path)]).files == [str(tmp_path / "p.yaml")]
+
+
+def test_empty_value_where_a_string_is_expected() -> None:
+    with pytest.raises(PipelineInvalid) as caught:
+        parse_pipeline_text(MINIMAL.replace("[{role: user, content: Hello}]", "\n      - role: user\n        content:"), "p.yaml")
+    (error,) = caught.value.errors
+    assert "got null" in error.message and "empty" in (error.hint or "")
