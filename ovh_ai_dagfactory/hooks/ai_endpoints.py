@@ -97,12 +97,9 @@ class OVHCloudAIEndpointsHook(BaseHook):
             settings = self.settings
             # Headers the SDK would fill from OPENAI_ORG_ID / OPENAI_PROJECT_ID: not ours to send.
             headers: dict[str, Any] = {"OpenAI-Organization": openai.Omit(), "OpenAI-Project": openai.Omit()}
-            api_key = settings.api_key
-            if settings.anonymous:
-                api_key = "anonymous"  # the SDK refuses an empty key; the header is dropped instead
-                headers["Authorization"] = openai.Omit()
             self._client = openai.OpenAI(
-                api_key=api_key,
+                # The SDK refuses an empty key; anonymous calls drop the header per request instead.
+                api_key=settings.api_key or "anonymous",
                 base_url=settings.base_url,  # always explicit: never OPENAI_BASE_URL from the env
                 timeout=openai.Timeout(settings.timeout, connect=min(settings.timeout, _CONNECT_TIMEOUT)),
                 max_retries=settings.max_retries,
@@ -131,7 +128,9 @@ class OVHCloudAIEndpointsHook(BaseHook):
         params = _without_none(temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, **kwargs)
         client = self.get_conn()
         with self._translated_errors("chat completion", model):
-            raw = client.chat.completions.with_raw_response.create(model=model, messages=messages, **params)
+            raw = client.chat.completions.with_raw_response.create(
+                model=model, messages=messages, **self._with_auth(params)
+            )
         return self._parsed(raw, model)
 
     def create_embedding(self, model: str, input: str | list[str], **kwargs: Any) -> dict[str, Any]:  # noqa: A002
@@ -141,14 +140,16 @@ class OVHCloudAIEndpointsHook(BaseHook):
         kwargs.setdefault("encoding_format", "float")
         client = self.get_conn()
         with self._translated_errors("embedding", model):
-            raw = client.embeddings.with_raw_response.create(model=model, input=input, **_without_none(**kwargs))
+            raw = client.embeddings.with_raw_response.create(
+                model=model, input=input, **self._with_auth(_without_none(**kwargs))
+            )
         return self._parsed(raw, model)
 
     def list_models(self) -> list[str]:
         """Ids of the models the endpoint lists (GET /models), in the endpoint's order."""
         client = self.get_conn()
         with self._translated_errors("list models", None):
-            return [model.id for model in client.models.list()]
+            return [model.id for model in client.models.list(**self._with_auth({}))]
 
     def test_connection(self) -> tuple[bool, str]:
         """A real `GET /models` with the connection's token, as the UI's Test button expects."""
@@ -196,7 +197,17 @@ class OVHCloudAIEndpointsHook(BaseHook):
 
     def _model_ids_quickly(self) -> list[str]:
         client = self.get_conn().with_options(max_retries=0, timeout=min(self.settings.timeout, _MODEL_LIST_TIMEOUT))
-        return [model.id for model in client.models.list()]
+        return [model.id for model in client.models.list(**self._with_auth({}))]
+
+    def _with_auth(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Anonymous calls must omit Authorization on each request: the SDK checks the request's
+        own headers, not the client's defaults."""
+        if not self.settings.anonymous:
+            return params
+        import openai
+
+        headers = {**(params.get("extra_headers") or {}), "Authorization": openai.Omit()}
+        return {**params, "extra_headers": headers}
 
     def _redact(self, text: str) -> str:
         token = self._settings.api_key if self._settings else None

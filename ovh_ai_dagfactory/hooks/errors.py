@@ -99,7 +99,8 @@ class EndpointTimeoutError(EndpointConnectionError):
 
 def api_key_not_found(conn_id: str, *, conn_exists: bool) -> ApiKeyNotFoundError:
     why = (
-        f"connection '{conn_id}' does not exist"
+        f"connection '{conn_id}' was not found (not in the metadata DB, a secrets backend or "
+        f"AIRFLOW_CONN_{conn_id.upper()}, or its URI could not be parsed)"
         if not conn_exists
         else f"connection '{conn_id}' has no password and no 'api_key' extra"
     )

@@ -46,7 +46,7 @@ def test_api_key_not_found_names_the_connection_and_how_to_set_it(ovh_stub, monk
 
 def test_api_key_not_found_when_the_connection_does_not_exist(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_OVH_NOWHERE", raising=False)
-    with pytest.raises(errors.ApiKeyNotFoundError, match=r"^API key not found: connection 'ovh_nowhere' does not exist"):
+    with pytest.raises(errors.ApiKeyNotFoundError, match=r"^API key not found: connection 'ovh_nowhere' was not found"):
         OVHCloudAIEndpointsHook(ovh_conn_id="ovh_nowhere").list_models()
 
 
