@@ -66,8 +66,14 @@ def timed(action) -> float:  # type: ignore[no-untyped-def]
 def in_process(paths: list[str], *, validate_schema: bool) -> float:
     from ovh_ai_dagfactory.spec import parse_pipeline_file
 
+    from ovh_ai_dagfactory.spec.references import step_references
+
     parse_pipeline_file(paths[0], validate_schema=validate_schema)  # compile the validator first
-    return timed(lambda: [parse_pipeline_file(path, validate_schema=validate_schema) for path in paths])
+    best = float("inf")
+    for _ in range(3):  # best of 3; template caches cleared so every run parses every template
+        step_references.cache_clear()
+        best = min(best, timed(lambda: [parse_pipeline_file(path, validate_schema=validate_schema) for path in paths]))
+    return best
 
 
 def run(command: list[str]) -> float:
@@ -91,17 +97,17 @@ def main() -> int:
         print(f"{n} pipeline files, {options.steps} steps each, in {folder}")
         full = in_process(paths, validate_schema=True)
         trusted = in_process(paths, validate_schema=False)
-        print(f"in-process parse_pipeline_file, schema + checks : {full:7.3f} s  ({full / n * 1000:.3f} ms/file)")
-        print(f"in-process parse_pipeline_file, checks only     : {trusted:7.3f} s  ({trusted / n * 1000:.3f} ms/file)")
+        print(f"in-process parse_pipeline_file, schema + checks (best of 3): {full:7.3f} s  ({full / n * 1000:.3f} ms/file)")
+        print(f"in-process parse_pipeline_file, checks only (best of 3)    : {trusted:7.3f} s  ({trusted / n * 1000:.3f} ms/file)")
         ours = run([sys.executable, "-m", "ovh_ai_dagfactory.cli.main", "validate", str(folder)])
-        print(f"ovh-ai-dagfactory validate (subprocess)         : {ours:7.3f} s")
+        print(f"ovh-ai-dagfactory validate (subprocess)                    : {ours:7.3f} s")
         checker = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
         if not Path(checker).exists():
             print("check-jsonschema not installed (pip install check-jsonschema): no ratio")
             return 0
         theirs = run([checker, "--schemafile", str(SCHEMA), *paths])
-        print(f"check-jsonschema (subprocess)                   : {theirs:7.3f} s")
-        print(f"ratio validate / check-jsonschema               : {ours / theirs:.2f}x  (target <= 0.5x)")
+        print(f"check-jsonschema (subprocess)                              : {theirs:7.3f} s")
+        print(f"ratio validate / check-jsonschema                          : {ours / theirs:.2f}x  (target <= 0.5x)")
     return 0
 
 

@@ -143,6 +143,10 @@ class PipelineChecks:
                                 "check the {{ ... }} and {% ... %} delimiters")
             return
         for other, output, lineno in references:
+            if step_id is not None and other in self.steps and other != step_id:
+                upstream.append(other)
+                if self._output_ok(other, output):  # the common case: no position needed
+                    continue
             line, column = self._text_position(path, lineno)
             where = f"step '{step_id}'" if step_id else f"'{'.'.join(map(str, path))}'"
             if step_id is None:
@@ -155,8 +159,12 @@ class PipelineChecks:
                 yield PipelineError(self.file, line, column, f"{where} reads unknown step 'steps.{other}'",
                                     did_you_mean(other, self.steps) or _known(self.steps))
             else:
-                upstream.append(other)
                 yield from self._output(other, output, line, column, where)
+
+    def _output_ok(self, other: str, output: str | None) -> bool:
+        kind = self.kinds.get(other)
+        outputs = OUTPUTS_BY_KIND.get(kind) if isinstance(kind, str) else None
+        return outputs is None or output in outputs
 
     def _output(self, other: str, output: str | None, line: int, column: int, where: str) -> Iterator[PipelineError]:
         kind = self.kinds.get(other)

@@ -21,9 +21,10 @@ from ovh_ai_dagfactory.spec.yaml_loader import PositionIndex
 def to_pipeline(data: dict[str, Any], positions: PositionIndex, source_file: str) -> Pipeline:
     defaults = data.get("defaults") or {}
     steps: list[Step] = []
+    step_positions = positions.key_positions(("steps",))
     for step_id, raw in data["steps"].items():
         merged = {**(defaults.get(raw["type"]) or {}), **raw}
-        line, column = positions.key(("steps", step_id))
+        line, column = step_positions.get(step_id) or positions.key(("steps", step_id))
         steps.append(_step(step_id, merged, Position(line, column)))
     start_date = data.get("start_date")
     end_date = data.get("end_date")

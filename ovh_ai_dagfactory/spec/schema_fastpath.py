@@ -53,9 +53,18 @@ def compile_schema(root: dict[str, Any]) -> Check:
             checks.append(maker(argument, schema, build, ref))
         if len(checks) == 1:
             return checks[0]
-        return lambda value: all(check(value) for check in checks)
+        return _all_of(checks)
 
     return build(root)
+
+
+def _all_of(checks: list[Check]) -> Check:
+    def check(value: Any) -> bool:
+        for one in checks:  # a plain loop: measurably cheaper than all(<generator>) per call
+            if not one(value):
+                return False
+        return True
+    return check
 
 
 # -- types --------------------------------------------------------------------------------------
@@ -115,9 +124,11 @@ def _additional_properties(argument: Any, schema: dict[str, Any], build: Any, _r
     extra = build(argument)
 
     def check(value: Any) -> bool:
-        if not isinstance(value, dict):
-            return True
-        return all(extra(item) for name, item in value.items() if name not in known)
+        if isinstance(value, dict):
+            for name, item in value.items():
+                if name not in known and not extra(item):
+                    return False
+        return True
     return check
 
 
@@ -136,7 +147,14 @@ def _min_properties(argument: int, *_: Any) -> Check:
 
 def _items(argument: Any, _schema: Any, build: Any, _ref: Any) -> Check:
     item = build(argument)
-    return lambda value: not isinstance(value, list) or all(item(element) for element in value)
+
+    def check(value: Any) -> bool:
+        if isinstance(value, list):
+            for element in value:
+                if not item(element):
+                    return False
+        return True
+    return check
 
 
 def _min_items(argument: int, *_: Any) -> Check:

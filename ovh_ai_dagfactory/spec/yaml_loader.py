@@ -276,6 +276,14 @@ class PositionIndex:
     def value(self, path: Path) -> tuple[int, int]:
         return _position(self.node(path))
 
+    def key_positions(self, path: Path) -> dict[str, tuple[int, int]]:
+        """Positions of all the keys written in the mapping at `path`, in one pass."""
+        node = self.node(path)
+        if not isinstance(node, MappingNode):
+            return {}
+        return {key.value: _position(key) for key, _ in node.value
+                if isinstance(key, ScalarNode) and key.tag != _MERGE}
+
     def key(self, path: Path) -> tuple[int, int]:
         """Position of the key naming the last path element (falls back to the value)."""
         return _position(self.node(path, key=True))
