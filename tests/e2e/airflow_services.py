@@ -297,6 +297,8 @@ class AirflowServices:
         startup_timeout: float = 120.0,
         stop_timeout: float = 15.0,
         keep_home: bool = False,
+        folder_scan_interval: int = 300,
+        file_parse_interval: int = 30,
     ) -> None:
         self.dags_folder = Path(dags_folder).resolve()
         self.extra_env = dict(extra_env or {})
@@ -307,6 +309,11 @@ class AirflowServices:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.keep_home = keep_home
+        # Airflow's defaults. The first folder scan and parse happen at start-up whatever these
+        # are; a short scan interval does not speed a test up, and it makes Airflow delete the
+        # import errors of non-.py files (broken YAML pipelines) more often.
+        self.folder_scan_interval = folder_scan_interval
+        self.file_parse_interval = file_parse_interval
         self.marker = secrets.token_hex(8)
         # One set of secrets for every process: JWTs signed by the scheduler for its task
         # processes are checked by the api-server, so they must share the key.
@@ -366,10 +373,9 @@ class AirflowServices:
                     "AIRFLOW__API__WORKERS": "1",
                     "AIRFLOW__API__SECRET_KEY": self._secrets["api"],
                     "AIRFLOW__API_AUTH__JWT_SECRET": self._secrets["jwt"],
-                    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
-                    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+                    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(self.folder_scan_interval),
+                    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(self.file_parse_interval),
                     "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-                    "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "2",
                 }
             )
         else:
@@ -383,8 +389,8 @@ class AirflowServices:
                     "AIRFLOW__WEBSERVER__WORKERS": "1",
                     "AIRFLOW__WEBSERVER__BASE_URL": self.base_url,
                     "AIRFLOW__WEBSERVER__WEB_SERVER_WORKER_TIMEOUT": "120",
-                    "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "2",
-                    "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
+                    "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": str(self.folder_scan_interval),
+                    "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": str(self.file_parse_interval),
                     "AIRFLOW__SCHEDULER__PARSING_PROCESSES": "1",
                     "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "False",
                 }
