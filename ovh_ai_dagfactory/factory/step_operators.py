@@ -8,6 +8,7 @@ generic operators, while workers re-parse the DAG file and run these classes.
 
 from __future__ import annotations
 
+from ovh_ai_dagfactory.factory.mapping import OPERATOR_NAMES
 from ovh_ai_dagfactory.factory.step_outputs import ProvidesStepOutputs
 from ovh_ai_dagfactory.operators.ai_endpoints import (
     OVHCloudAIEndpointsChatCompletionsOperator,
@@ -18,13 +19,13 @@ from ovh_ai_dagfactory.operators.ai_endpoints import (
 class PipelineChatOperator(ProvidesStepOutputs, OVHCloudAIEndpointsChatCompletionsOperator):
     """A pipeline's chat step."""
 
-    custom_operator_name = "OVHCloudAIEndpointsChatCompletionsOperator"
+    custom_operator_name = OPERATOR_NAMES["chat"]
 
 
 class PipelineEmbeddingOperator(ProvidesStepOutputs, OVHCloudAIEndpointsEmbeddingOperator):
     """A pipeline's embedding step."""
 
-    custom_operator_name = "OVHCloudAIEndpointsEmbeddingOperator"
+    custom_operator_name = OPERATOR_NAMES["embedding"]
 
 
 OPERATOR_BY_KIND = {"chat": PipelineChatOperator, "embedding": PipelineEmbeddingOperator}

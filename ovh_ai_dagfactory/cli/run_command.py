@@ -1,0 +1,128 @@
+"""`ovh-ai-dagfactory run FILE [--logical-date D]`: run one pipeline locally, through Airflow itself.
+
+Airflow runs on a private SQLite metadata DB in `./.ovh-ai-dagfactory/airflow-home` (or --home),
+created on first use; nothing touches another Airflow installation. The endpoint and token come
+from the usual Airflow connection — `AIRFLOW_CONN_OVH_AI_ENDPOINTS_DEFAULT` (or the pipeline's own
+connection id) in the environment, or a connection added to that local home. Each step's result
+is printed: the answer and token usage for chat, vector count and size for embeddings.
+
+Exit 0 when every step succeeded, 1 for a bad pipeline, a missing connection or a failed step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ovh_ai_dagfactory.cli.render_command import parse_or_report
+from ovh_ai_dagfactory.spec.model import Pipeline
+
+EXIT_OK, EXIT_FAILED = 0, 1
+DEFAULT_HOME = Path(".ovh-ai-dagfactory") / "airflow-home"
+DEFAULT_CONNECTION = "ovh_ai_endpoints_default"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "run",
+        help="run one pipeline locally through Airflow and print each step's result",
+        description="Run one pipeline through Airflow on a local SQLite metadata DB.",
+    )
+    parser.add_argument("file", metavar="FILE", help="a pipeline file (.yaml/.yml)")
+    parser.add_argument("--logical-date", metavar="D", type=_logical_date, default=None,
+                        help="the run's logical date (2024-01-31 or an ISO date-time; default: now, UTC)")
+    parser.add_argument("--home", metavar="DIR", type=Path, default=DEFAULT_HOME,
+                        help=f"the local Airflow home (default: {DEFAULT_HOME})")
+    parser.add_argument("--verbose", action="store_true", help="show Airflow's own log lines")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    pipeline = parse_or_report(args.file)  # before Airflow: a typo costs no Airflow start-up
+    if pipeline is None:
+        return EXIT_FAILED
+    _use_local_airflow_home(args.home.absolute(), verbose=args.verbose)
+    from ovh_ai_dagfactory.factory import local_run as local_airflow  # imports Airflow: only after the environment is set
+
+    local_airflow.prepare_metadata_db(args.home.absolute())
+    missing = [conn_id for conn_id in _connection_ids(pipeline) if not local_airflow.connection_exists(conn_id)]
+    if missing:
+        for conn_id in missing:
+            print(_missing_connection_message(conn_id, args.home), file=sys.stderr)
+        return EXIT_FAILED
+    logical_date = args.logical_date or datetime.now(timezone.utc)
+    print(f"Running {pipeline.dag_id} ({args.file}), logical date {logical_date.isoformat()}", flush=True)
+    outcomes = local_airflow.run_pipeline(pipeline, logical_date, source_label=args.file)
+    print()
+    for outcome in outcomes:
+        print(describe(outcome))
+    failed = [outcome for outcome in outcomes if outcome.state != "success"]
+    print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} steps succeeded")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def describe(outcome: Any) -> str:
+    """One step's result in a few lines: state, then content/vectors and token usage."""
+    head = f"{outcome.step_id} ({outcome.kind}): {outcome.state}"
+    response = outcome.response
+    if not isinstance(response, dict):
+        return head + (f"\n  error: {outcome.error}" if outcome.error else "")
+    lines = [head]
+    if outcome.kind == "chat":
+        try:
+            content = response["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            content = None
+        lines.append(f"  content: {content}")
+    else:
+        vectors = [item.get("embedding") or [] for item in response.get("data") or []]
+        size = len(vectors[0]) if vectors else 0
+        lines.append(f"  vectors: {len(vectors)} × {size} dimensions")
+    usage = response.get("usage") or {}
+    if usage:
+        lines.append("  tokens: " + ", ".join(f"{key}={value}" for key, value in usage.items()
+                                              if isinstance(value, (int, float))))
+    return "\n".join(lines)
+
+
+def _connection_ids(pipeline: Pipeline) -> list[str]:
+    ids = {step.options.connection or pipeline.connection or DEFAULT_CONNECTION for step in pipeline.steps}
+    return sorted(ids)
+
+
+def _missing_connection_message(conn_id: str, home: Path) -> str:
+    env = f"AIRFLOW_CONN_{conn_id.upper().replace('.', '_').replace('-', '_')}"
+    example = json.dumps({"conn_type": "ovhcloud_ai_endpoints", "password": "<your AI Endpoints token>"})
+    return (
+        f"error: Airflow connection '{conn_id}' not found.\n"
+        f"  Set it in the environment:  export {env}='{example}'\n"
+        f"  (add \"host\": \"http://127.0.0.1:PORT/v1\" to use another OpenAI-compatible endpoint),\n"
+        f"  or add it to the local Airflow home:  AIRFLOW_HOME={home} airflow connections add {conn_id} "
+        f"--conn-type ovhcloud_ai_endpoints --conn-password <token>"
+    )
+
+
+def _use_local_airflow_home(home: Path, *, verbose: bool) -> None:
+    """Point Airflow at the private home before it is imported (it reads config on import)."""
+    if "airflow" in sys.modules:  # pragma: no cover - only when called from inside Airflow
+        raise RuntimeError("run must configure Airflow before Airflow is imported")
+    (home / "dags").mkdir(parents=True, exist_ok=True)
+    os.environ["AIRFLOW_HOME"] = str(home)
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(home / "dags")
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    if not verbose:
+        os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+
+
+def _logical_date(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r} (use 2024-01-31 or 2024-01-31T06:00:00+00:00)")
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

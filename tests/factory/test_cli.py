@@ -1,0 +1,84 @@
+"""`render` and `run` as a user types them (run: a subprocess, its own Airflow home, llmock as the endpoint)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT, TEST_TOKEN
+from ovh_ai_dagfactory.cli.main import main
+from tests.factory.test_loader import BROKEN
+
+SUMMARIZE = str(REPO_ROOT / "pipelines" / "summarize_then_embed.yaml")
+
+
+def test_render_text_lists_tasks_operators_parameters_edges(capsys):
+    assert main(["render", SUMMARIZE]) == 0
+    out = capsys.readouterr().out
+    assert "DAG summarize_then_embed" in out
+    assert "summarize: OVHCloudAIEndpointsChatCompletionsOperator" in out
+    assert "embed_summary: OVHCloudAIEndpointsEmbeddingOperator  (after summarize)" in out
+    assert "temperature: 0.3" in out and "max_tokens: 100" in out and "retry_delay=30s" in out
+    assert "input: {{ steps.summarize.content }}" in out
+    assert "summarize >> embed_summary" in out
+
+
+def test_render_mermaid(capsys):
+    assert main(["render", SUMMARIZE, "--format", "mermaid"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "flowchart LR"
+    assert '  step_summarize["summarize<br/>chat · Meta-Llama-3_3-70B-Instruct"]' in out
+    assert "  step_summarize --> step_embed_summary" in out
+
+
+def test_render_bad_pipeline_prints_positions(tmp_path, capsys):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(BROKEN)
+    assert main(["render", str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert f"{bad}:7:18: error:" in captured.err and "Traceback" not in captured.err
+
+
+def _run_cli(args, cwd: Path, env_extra: dict[str, str]):
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("AIRFLOW", "_AIRFLOW", "OPENAI", "OVH_AI_DAGFACTORY"))}
+    env.update(env_extra)
+    return subprocess.run([sys.executable, "-m", "ovh_ai_dagfactory.cli.main", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=240)
+
+
+def test_run_prints_each_steps_result(tmp_path, llmock):
+    llmock.reply("Airflow runs workflows.")
+    connection = {"conn_type": "ovhcloud_ai_endpoints", "host": llmock.base_url("openai"), "password": TEST_TOKEN}
+    done = _run_cli(["run", SUMMARIZE, "--logical-date", "2024-02-03"], tmp_path,
+                    {"AIRFLOW_CONN_OVH_AI_ENDPOINTS_DEFAULT": json.dumps(connection)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "summarize (chat): success\n  content: Airflow runs workflows." in done.stdout
+    assert "embed_summary (embedding): success\n  vectors: 1 × " in done.stdout
+    assert "tokens: prompt_tokens=" in done.stdout and "2 of 2 steps succeeded" in done.stdout
+    assert (tmp_path / ".ovh-ai-dagfactory" / "airflow-home" / "airflow.db").exists()
+    [embedding] = [r.body for r in llmock.requests if r.path.endswith("/embeddings")]
+    assert embedding["input"] == "Airflow runs workflows."
+    assert TEST_TOKEN not in done.stdout + done.stderr
+
+
+def test_run_without_connection_says_how_to_set_it(tmp_path):
+    done = _run_cli(["run", SUMMARIZE], tmp_path, {})
+    assert done.returncode == 1
+    assert "Airflow connection 'ovh_ai_endpoints_default' not found" in done.stderr
+    assert "export AIRFLOW_CONN_OVH_AI_ENDPOINTS_DEFAULT=" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_run_bad_pipeline_exits_1_with_positions_and_no_airflow(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(BROKEN)
+    done = _run_cli(["run", str(bad)], tmp_path, {})
+    assert done.returncode == 1 and f"{bad}:7:18: error:" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / ".ovh-ai-dagfactory").exists()  # Airflow was never set up
