@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import CONN_ID, TEST_TOKEN
+from provider.shared import CONN_ID, TEST_TOKEN
 from ovh_stub import OVHStub
 
 _dag_ids = itertools.count()

@@ -8,7 +8,7 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import CONN_ID, TEST_TOKEN, run_dag, task_states
+from provider.shared import CONN_ID, TEST_TOKEN, run_dag, task_states
 from ovh_stub import ECHO_AUTHORIZATION
 from provider.conftest import dag_id, set_env_connection
 

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 
 import pytest
-from conftest import TEST_TOKEN, run_dag, task_states, xcom_value
+from provider.shared import TEST_TOKEN, run_dag, task_states, xcom_value
 from ovh_stub import OVH_MODELS
 from provider.conftest import dag_id, set_env_connection
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from provider.shared import REPO_ROOT
 
 from ovh_ai_dagfactory.compat import AIRFLOW_V3, DAG
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import TEST_TOKEN, run_dag, task_states, xcom_value
+from provider.shared import TEST_TOKEN, run_dag, task_states, xcom_value
 from provider.conftest import dag_id
 
 from ovh_ai_dagfactory.compat import DAG
