@@ -31,6 +31,7 @@ Only the standard library plus psutil (an Airflow dependency on both lines) is u
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import os
@@ -427,6 +428,9 @@ class AirflowServices:
             )
         self.timings["db_migrate_s"] = time.monotonic() - t0
         self.memory.start()
+        # A safety net for an interpreter that exits without running the fixture's teardown
+        # (e.g. KeyboardInterrupt during set-up); `stop()` is idempotent and unregisters it.
+        atexit.register(self.stop)
         if self.major >= 3:
             self._spawn("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(self.api_port),
                                        "--workers", "1"])
@@ -489,6 +493,7 @@ class AirflowServices:
         if self._stopped:
             return
         self._stopped = True
+        atexit.unregister(self.stop)
         for svc in reversed(self.services):
             if svc.process is None:
                 continue
