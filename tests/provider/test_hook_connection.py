@@ -186,3 +186,20 @@ def test_test_connection_reports_a_missing_token_and_an_unreachable_host(monkeyp
     ok, message = OVHCloudAIEndpointsHook().test_connection()
     assert not ok and message.startswith("Connection error: could not reach http://127.0.0.1:9/v1")
     assert TEST_TOKEN not in message
+
+
+@pytest.mark.parametrize(
+    ("uri", "base_url", "timeout", "max_retries"),
+    [  # the URI examples of docs/provider.md
+        ("ovhcloud-ai-endpoints://:your-api-token-here@", OVH, 300.0, 2),
+        ("ovhcloud-ai-endpoints://:your-api-token-here@gateway.example.com:8443/api/v1?timeout=120&max_retries=3",
+         "https://gateway.example.com:8443/api/v1", 120.0, 3),
+        ("generic://http://127.0.0.1:8000/v1?api_key=your-api-token-here", "http://127.0.0.1:8000/v1", 300.0, 2),
+    ],
+)
+def test_documented_uri_forms(monkeypatch, uri, base_url, timeout, max_retries):
+    set_env_connection(monkeypatch, uri)
+    settings = OVHCloudAIEndpointsHook().settings
+    assert (settings.base_url, settings.api_key, settings.timeout, settings.max_retries) == (
+        base_url, "your-api-token-here", timeout, max_retries)
+    assert "your-api-token-here" not in repr(settings)

@@ -12,7 +12,8 @@ import pytest
 from provider.shared import TEST_TOKEN, run_dag, task_states, xcom_value
 from provider.conftest import dag_id
 
-from ovh_ai_dagfactory.compat import DAG
+from airflow import DAG  # the seed's import, as a user writes it (works on 2.11 and 3.x)
+
 from ovh_ai_dagfactory.operators.ai_endpoints import (
     OVHCloudAIEndpointsChatCompletionsOperator,
     OVHCloudAIEndpointsEmbeddingOperator,
@@ -172,12 +173,7 @@ def custom_ai_logic(**context):  # the seed's "Using the Hook Directly" callable
 
 
 def test_hook_inside_a_python_operator_chats_then_embeds(stub_connection, ovh_stub):
-    from ovh_ai_dagfactory.compat import AIRFLOW_V3
-
-    if AIRFLOW_V3:
-        from airflow.providers.standard.operators.python import PythonOperator
-    else:
-        from airflow.operators.python import PythonOperator
+    from airflow.operators.python import PythonOperator  # the seed's import (deprecated alias on 3.x)
 
     with DAG(dag_id=dag_id("custom_ai"), start_date=datetime(2024, 1, 1), schedule=None) as dag:
         PythonOperator(task_id="custom_ai_task", python_callable=custom_ai_logic)
@@ -215,12 +211,7 @@ def test_jinja_templating_renders_variable_and_ds(stub_connection, ovh_stub, mon
 
 
 def test_xcom_chaining_reads_the_previous_response(ovh_connection, llmock):
-    from ovh_ai_dagfactory.compat import AIRFLOW_V3
-
-    if AIRFLOW_V3:
-        from airflow.providers.standard.operators.python import PythonOperator
-    else:
-        from airflow.operators.python import PythonOperator
+    from airflow.operators.python import PythonOperator  # the seed's import (deprecated alias on 3.x)
 
     def use_previous_response(**context):  # the seed's best-practice 3
         ti = context["ti"]
