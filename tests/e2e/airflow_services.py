@@ -494,6 +494,7 @@ class AirflowServices:
             return
         self._stopped = True
         atexit.unregister(self.stop)
+        t0 = time.monotonic()
         for svc in reversed(self.services):
             if svc.process is None:
                 continue
@@ -521,8 +522,8 @@ class AirflowServices:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        self.timings["stop_s"] = time.monotonic() - t0
         self.memory.stop()
-        self.memory.sample()
         if self._own_home and not self.keep_home:
             shutil.rmtree(self.home, ignore_errors=True)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_services import AirflowServices, Deadline
+from e2e.airflow_services import AirflowServices, Deadline
 
 pytestmark = pytest.mark.e2e
 

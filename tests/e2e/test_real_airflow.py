@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from airflow_services import AirflowServices, Deadline
+from e2e.airflow_services import AirflowServices, Deadline
 
 pytestmark = pytest.mark.e2e
 
