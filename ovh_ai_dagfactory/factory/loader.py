@@ -115,7 +115,7 @@ class _Builder:
         self.result = result
         self.namespace = namespace
         self.loader_file = loader_file
-        self.label_base = Path(loader_file).resolve().parent if loader_file else folder.parent
+        self.label_base = os.path.dirname(os.path.abspath(loader_file)) if loader_file else str(folder.parent)
 
     def build(self, pipeline: Pipeline, path: str) -> None:
         from ovh_ai_dagfactory.factory.builder import build_dag
@@ -132,10 +132,10 @@ class _Builder:
         self.result.dags[pipeline.dag_id] = dag
 
     def _label(self, path: str) -> str:
-        try:
-            return Path(path).resolve().relative_to(self.label_base).as_posix()
-        except ValueError:
-            return Path(path).name
+        # String work only: resolving symlinks costs a syscall per path component, per DAG.
+        if path.startswith(self.label_base + os.sep):
+            return path[len(self.label_base) + 1:].replace(os.sep, "/")
+        return os.path.basename(path)
 
 
 def _load_one(dag_id: str, folder: Path, shard: int | None, shards: int | None,
