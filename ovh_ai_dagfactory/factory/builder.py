@@ -20,7 +20,8 @@ def build_dag(pipeline: Pipeline, *, fileloc: str | None = None, source_label: s
     """
     from ovh_ai_dagfactory.factory.step_operators import OPERATOR_BY_KIND
 
-    dag = DAG(**dag_arguments(pipeline, source_label or pipeline.source_file))
+    upstream = {step.step_id: pipeline.upstream_of(step.step_id) for step in pipeline.steps}
+    dag = DAG(**dag_arguments(pipeline, source_label or pipeline.source_file, upstream))
     if fileloc is not None:
         dag.fileloc = fileloc
     kinds = {step.step_id: step.kind for step in pipeline.steps}
@@ -29,7 +30,7 @@ def build_dag(pipeline: Pipeline, *, fileloc: str | None = None, source_label: s
         operator = OPERATOR_BY_KIND[step.kind](dag=dag, **step_arguments(step, pipeline))
         operator.pipeline_step_kinds = kinds
         tasks[step.step_id] = operator
-    for step in pipeline.steps:
-        for upstream in pipeline.upstream_of(step.step_id):
-            tasks[step.step_id].set_upstream(tasks[upstream])
+    for step_id, upstream_ids in upstream.items():
+        for upstream_id in upstream_ids:
+            tasks[step_id].set_upstream(tasks[upstream_id])
     return dag

@@ -19,7 +19,8 @@ OPERATOR_NAMES = {
 }
 
 
-def dag_arguments(pipeline: Pipeline, source_label: str) -> dict[str, Any]:
+def dag_arguments(pipeline: Pipeline, source_label: str,
+                  upstream: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
     arguments: dict[str, Any] = {
         "dag_id": pipeline.dag_id,
         "description": pipeline.description,
@@ -28,7 +29,7 @@ def dag_arguments(pipeline: Pipeline, source_label: str) -> dict[str, Any]:
         "catchup": pipeline.catchup,
         "tags": list(pipeline.tags),
         "default_args": pipeline.default_args.to_airflow(),
-        "doc_md": doc_md(pipeline, source_label),
+        "doc_md": doc_md(pipeline, source_label, upstream),
     }
     if pipeline.end_date is not None:
         arguments["end_date"] = pipeline.end_date
@@ -65,7 +66,7 @@ def step_arguments(step: Step, pipeline: Pipeline) -> dict[str, Any]:
     return arguments
 
 
-def doc_md(pipeline: Pipeline, source_label: str) -> str:
+def doc_md(pipeline: Pipeline, source_label: str, upstream: dict[str, tuple[str, ...]] | None = None) -> str:
     """Description, source file and a table of steps — only what the file says, never rendered
     values (a template such as `{{ var.value.x }}` is shown as written, not resolved)."""
     lines = []
@@ -78,8 +79,9 @@ def doc_md(pipeline: Pipeline, source_label: str) -> str:
         "|---|---|---|---|",
     ]
     for step in pipeline.steps:
-        upstream = ", ".join(f"`{name}`" for name in pipeline.upstream_of(step.step_id)) or "—"
-        lines.append(f"| `{step.step_id}` | {step.kind} | `{_cell(step.model)}` | {upstream} |")
+        names = upstream[step.step_id] if upstream else pipeline.upstream_of(step.step_id)
+        after = ", ".join(f"`{name}`" for name in names) or "—"
+        lines.append(f"| `{step.step_id}` | {step.kind} | `{_cell(step.model)}` | {after} |")
     return "\n".join(lines) + "\n"
 
 

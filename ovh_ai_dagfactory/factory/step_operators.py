@@ -28,4 +28,11 @@ class PipelineEmbeddingOperator(ProvidesStepOutputs, OVHCloudAIEndpointsEmbeddin
     custom_operator_name = OPERATOR_NAMES["embedding"]
 
 
+# Airflow's operator metaclass wraps every class's __init__ in `apply_defaults`, even an inherited
+# one, and each wrapper merges default_args and params again. These classes add no constructor
+# argument, so they reuse the parent's wrapped constructor: building a pipeline's tasks then costs
+# what building the provider's operators by hand costs (see benchmarks/bench_load.py, P1).
+PipelineChatOperator.__init__ = OVHCloudAIEndpointsChatCompletionsOperator.__init__  # type: ignore[method-assign]
+PipelineEmbeddingOperator.__init__ = OVHCloudAIEndpointsEmbeddingOperator.__init__  # type: ignore[method-assign]
+
 OPERATOR_BY_KIND = {"chat": PipelineChatOperator, "embedding": PipelineEmbeddingOperator}
