@@ -296,6 +296,7 @@ class AirflowServices:
         home: str | os.PathLike[str] | None = None,
         python: str | None = None,
         startup_timeout: float = 120.0,
+        deadline: Deadline | None = None,
         stop_timeout: float = 15.0,
         keep_home: bool = False,
         folder_scan_interval: int = 300,
@@ -308,6 +309,8 @@ class AirflowServices:
         self._own_home = home is None
         self.home = Path(home) if home else Path(tempfile.mkdtemp(prefix="ovh-ai-e2e-airflow-"))
         self.startup_timeout = startup_timeout
+        # The test's overall budget, if given: start-up (migrate included) never outlives it.
+        self.deadline = deadline
         self.stop_timeout = stop_timeout
         self.keep_home = keep_home
         # Airflow's defaults. The first folder scan and parse happen at start-up whatever these
@@ -417,14 +420,14 @@ class AirflowServices:
         self.home.mkdir(parents=True, exist_ok=True)
         self.service_log_dir.mkdir(exist_ok=True)
         self.pid_dir.mkdir(exist_ok=True)
-        self._airflow_cli("db-migrate", ["db", "migrate"], timeout=180)
+        self._airflow_cli("db-migrate", ["db", "migrate"], timeout=self._budget(180))
         if self.major < 3:
             self._airflow_cli(
                 "users-create",
                 ["users", "create", "--username", ADMIN_USER, "--password", ADMIN_PASSWORD,
                  "--role", "Admin", "--email", "admin@example.invalid", "--firstname", "E2E",
                  "--lastname", "Admin"],
-                timeout=120,
+                timeout=self._budget(120),
             )
         self.timings["db_migrate_s"] = time.monotonic() - t0
         self.memory.start()
@@ -440,15 +443,26 @@ class AirflowServices:
             self._spawn("webserver", ["webserver", "--hostname", "127.0.0.1", "--port", str(self.api_port),
                                       "--workers", "1"])
             self._spawn("scheduler", ["scheduler"])
-        self.wait_healthy(Deadline(self.startup_timeout))
+        self.wait_healthy(Deadline(self._budget(self.startup_timeout)))
         self.timings["start_s"] = time.monotonic() - t0
         return self
+
+    def _budget(self, seconds: float) -> float:
+        if self.deadline is None:
+            return seconds
+        if self.deadline.expired():
+            raise ServiceError(f"test budget of {self.deadline.seconds:.0f}s spent before Airflow started")
+        return min(seconds, self.deadline.remaining())
 
     def _airflow_cli(self, name: str, args: list[str], timeout: float) -> None:
         log_path = self.service_log_dir / f"{name}.log"
         with open(log_path, "wb") as log:
-            proc = subprocess.run([self.python, "-m", "airflow", *args], env=self.env(), stdout=log,
-                                  stderr=subprocess.STDOUT, cwd=self.home, timeout=timeout, check=False)
+            try:
+                proc = subprocess.run([self.python, "-m", "airflow", *args], env=self.env(), stdout=log,
+                                      stderr=subprocess.STDOUT, cwd=self.home, timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                raise ServiceError(f"`airflow {' '.join(args)}` took more than {timeout:.0f}s\n"
+                                   + self._tail(log_path)) from None
         if proc.returncode != 0:
             raise ServiceError(f"`airflow {' '.join(args)}` exited {proc.returncode}\n{self._tail(log_path)}")
 

@@ -22,7 +22,7 @@ def test_harness_runs_a_hand_written_dag(tmp_path: Path) -> None:
     dags = tmp_path / "dags"
     shutil.copytree(HERE / "harness_dags", dags)
 
-    services = AirflowServices(dags)
+    services = AirflowServices(dags, deadline=deadline)
     with services:
         listed, errors = services.wait_for_dags({"e2e_hello"}, deadline, import_error_files={"e2e_broken.py"})
         assert "e2e_hello" in listed

@@ -88,7 +88,7 @@ def _journal(llmock: Any) -> list[dict[str, Any]]:
 
 
 def test_example_pipelines_in_a_real_airflow(tmp_path: Path, llmock: Any) -> None:
-    deadline = Deadline(240)
+    deadline = Deadline(180)  # the whole test, start-up included
     dags = _dag_folder(tmp_path)
     expected = _dag_ids(REPO_ROOT / "pipelines")
     assert {"chat_completion_example", "summarize_then_embed", "templated_example"} <= set(expected)
@@ -99,7 +99,7 @@ def test_example_pipelines_in_a_real_airflow(tmp_path: Path, llmock: Any) -> Non
         ),
         "AIRFLOW_VAR_LLM_MODEL": LLM_MODEL_VAR,
     }
-    services = AirflowServices(dags, extra_env=env, keep_home=True)
+    services = AirflowServices(dags, extra_env=env, keep_home=True, deadline=deadline)
     try:
         with services:
             _scenario(services, llmock, deadline, expected)
