@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from ovh_ai_dagfactory.cli.reporters import REPORTERS
-from ovh_ai_dagfactory.spec.parse import PathNotFound, pipeline_files, validate_paths
+from ovh_ai_dagfactory.spec.parse import PathNotFound, validate_paths
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -29,13 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     try:
-        if not pipeline_files(args.paths):
-            print("ovh-ai-dagfactory validate: error: no *.yaml or *.yml files found in "
-                  + ", ".join(args.paths), file=sys.stderr)
-            return EXIT_USAGE
         report = validate_paths(args.paths)
     except PathNotFound as missing:
         print(f"ovh-ai-dagfactory validate: error: no such file or folder: {missing}", file=sys.stderr)
+        return EXIT_USAGE
+    if report.files_checked == 0:
+        print("ovh-ai-dagfactory validate: error: no *.yaml or *.yml files found in "
+              + ", ".join(args.paths), file=sys.stderr)
         return EXIT_USAGE
     REPORTERS[args.format](sys.stdout).report(report)
     return EXIT_VALID if report.ok else EXIT_INVALID
