@@ -39,13 +39,9 @@ CONN_ID = "ovh_ai_endpoints_default"
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A fresh SQLite metadata DB for the whole session (reset once, ~2-4 s)."""
-    from airflow.utils import db
+    from ovh_ai_dagfactory.compat import reset_metadata_db
 
-    db.resetdb()
-    if _airflow_major() >= 3:
-        from airflow.dag_processing.bundles.manager import DagBundlesManager
-
-        DagBundlesManager().sync_bundles_to_db()
+    reset_metadata_db()
     return _AIRFLOW_HOME
 
 
@@ -61,39 +57,18 @@ def airflow_major() -> int:
 
 
 def run_dag(dag: Any, logical_date: datetime | None = None, run_conf: dict | None = None) -> Any:
-    """Run one DagRun of `dag` through Airflow (`dag.test()`) and return the DagRun.
+    """Run one DagRun of `dag` through Airflow (`dag.test()`, the DAG stored in the DB first on
+    Airflow 3) and return the DagRun."""
+    from ovh_ai_dagfactory.compat import run_dag_once
 
-    On Airflow 3 the DAG must be serialized into the metadata DB first; on 2.11 `dag.test()`
-    takes `execution_date`.
-    """
-    logical_date = logical_date or datetime.now(timezone.utc)
-    if _airflow_major() >= 3:
-        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-        bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-        bag.bag_dag(dag)
-        sync_bag_to_db(bag, "dags-folder", None)
-        return dag.test(logical_date=logical_date, run_conf=run_conf)
-    return dag.test(execution_date=logical_date, run_conf=run_conf)
+    return run_dag_once(dag, logical_date or datetime.now(timezone.utc), run_conf)
 
 
 def xcom_value(dag_run: Any, task_id: str, key: str = "return_value") -> Any:
     """The XCom a task of `dag_run` pushed, read back from the metadata DB."""
-    from airflow.utils.session import create_session
+    from ovh_ai_dagfactory.compat import xcom_of
 
-    if _airflow_major() >= 3:
-        from airflow.models.xcom import XComModel
-
-        with create_session() as session:
-            row = (
-                session.query(XComModel)
-                .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
-                .one_or_none()
-            )
-            return None if row is None else XComModel.deserialize_value(row)
-    from airflow.models.xcom import XCom
-
-    return XCom.get_one(run_id=dag_run.run_id, dag_id=dag_run.dag_id, task_id=task_id, key=key)
+    return xcom_of(dag_run, task_id, key)
 
 
 def task_states(dag_run: Any) -> dict[str, str]:

@@ -12,7 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ovh_ai_dagfactory.compat import AIRFLOW_V3, AIRFLOW_VERSION, AirflowNotFoundException, BaseHook
+from ovh_ai_dagfactory.compat import (
+    AIRFLOW_VERSION, AirflowNotFoundException, BaseHook, reset_metadata_db, run_dag_once, xcom_of,
+)
 from ovh_ai_dagfactory.factory.builder import build_dag
 from ovh_ai_dagfactory.spec.model import Pipeline
 
@@ -31,13 +33,7 @@ def prepare_metadata_db(home: Path) -> None:
     marker = home / f".db-ready-{AIRFLOW_VERSION}"
     if marker.exists():
         return
-    from airflow.utils import db
-
-    db.resetdb()  # a private DB: starting from a clean schema is the simplest correct migration
-    if AIRFLOW_V3:
-        from airflow.dag_processing.bundles.manager import DagBundlesManager
-
-        DagBundlesManager().sync_bundles_to_db()
+    reset_metadata_db()  # a private DB: starting from a clean schema is the simplest correct migration
     marker.write_text("ok\n")
 
 
@@ -57,22 +53,12 @@ def run_pipeline(pipeline: Pipeline, logical_date: datetime, *, source_label: st
         existing = task.on_failure_callback or []
         existing = list(existing) if isinstance(existing, (list, tuple)) else [existing]
         task.on_failure_callback = [*existing, _remember_failure(errors)]  # a list on both lines
-    if AIRFLOW_V3:
-        import os
-
-        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-        bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-        bag.bag_dag(dag)
-        sync_bag_to_db(bag, "dags-folder", None)
-        dag_run = dag.test(logical_date=logical_date)
-    else:
-        dag_run = dag.test(execution_date=logical_date)
+    dag_run = run_dag_once(dag, logical_date)
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     outcomes = []
     for step in pipeline.steps:
         state = str(states.get(step.step_id) or "not run")
-        response = _xcom(dag_run, step.step_id) if state == "success" else None
+        response = xcom_of(dag_run, step.step_id) if state == "success" else None
         outcomes.append(StepOutcome(step.step_id, step.kind, state, response, errors.get(step.step_id)))
     return outcomes
 
@@ -84,21 +70,3 @@ def _remember_failure(errors: dict[str, str]) -> Any:
             errors[context["ti"].task_id] = f"{type(exception).__name__}: {exception}"
 
     return remember
-
-
-def _xcom(dag_run: Any, task_id: str) -> Any:
-    from airflow.utils.session import create_session
-
-    if AIRFLOW_V3:
-        from airflow.models.xcom import XComModel
-
-        with create_session() as session:
-            row = (
-                session.query(XComModel)
-                .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key="return_value")
-                .one_or_none()
-            )
-            return None if row is None else XComModel.deserialize_value(row)
-    from airflow.models.xcom import XCom
-
-    return XCom.get_one(run_id=dag_run.run_id, dag_id=dag_run.dag_id, task_id=task_id, key="return_value")
