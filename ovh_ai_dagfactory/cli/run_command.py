@@ -1,10 +1,11 @@
-"""`ovh-ai-dagfactory run FILE [--logical-date D]`: run one pipeline locally, through Airflow itself.
+"""`ovh-ai-dagfactory run FILE... [--logical-date D]`: run pipelines locally, through Airflow itself.
 
 Airflow runs on a private SQLite metadata DB in `./.ovh-ai-dagfactory/airflow-home` (or --home),
 created on first use; nothing touches another Airflow installation. The endpoint and token come
 from the usual Airflow connection — `AIRFLOW_CONN_OVH_AI_ENDPOINTS_DEFAULT` (or the pipeline's own
 connection id) in the environment, or a connection added to that local home. Each step's result
-is printed: the answer and token usage for chat, vector count and size for embeddings.
+is printed: the answer and token usage for chat, vector count and size for embeddings. Several
+files run one after another in one process, so Airflow starts once (every file is checked first).
 
 Exit 0 when every step succeeded, 1 for a bad pipeline, a missing connection or a failed step.
 """
@@ -30,10 +31,10 @@ DEFAULT_CONNECTION = "ovh_ai_endpoints_default"
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "run",
-        help="run one pipeline locally through Airflow and print each step's result",
-        description="Run one pipeline through Airflow on a local SQLite metadata DB.",
+        help="run pipelines locally through Airflow and print each step's result",
+        description="Run pipelines through Airflow on a local SQLite metadata DB, one after another.",
     )
-    parser.add_argument("file", metavar="FILE", help="a pipeline file (.yaml/.yml)")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="pipeline files (.yaml/.yml)")
     parser.add_argument("--logical-date", metavar="D", type=_logical_date, default=None,
                         help="the run's logical date (2024-01-31 or an ISO date-time; default: now, UTC)")
     parser.add_argument("--home", metavar="DIR", type=Path, default=DEFAULT_HOME,
@@ -43,26 +44,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    pipeline = parse_or_report(args.file)  # before Airflow: a typo costs no Airflow start-up
-    if pipeline is None:
+    # Every file is checked before Airflow starts: a typo costs no Airflow start-up.
+    parsed = [(file, parse_or_report(file)) for file in args.files]
+    if any(pipeline is None for _, pipeline in parsed):
         return EXIT_FAILED
+    pipelines = [(file, pipeline) for file, pipeline in parsed if pipeline is not None]
     _use_local_airflow_home(args.home.absolute(), verbose=args.verbose)
     from ovh_ai_dagfactory.factory import local_run as local_airflow  # imports Airflow: only after the environment is set
 
     local_airflow.prepare_metadata_db(args.home.absolute())
-    missing = [conn_id for conn_id in _connection_ids(pipeline) if not local_airflow.connection_exists(conn_id)]
+    needed = sorted({conn_id for _, pipeline in pipelines for conn_id in _connection_ids(pipeline)})
+    missing = [conn_id for conn_id in needed if not local_airflow.connection_exists(conn_id)]
     if missing:
         for conn_id in missing:
             print(_missing_connection_message(conn_id, args.home), file=sys.stderr)
         return EXIT_FAILED
-    logical_date = args.logical_date or datetime.now(timezone.utc)
-    print(f"Running {pipeline.dag_id} ({args.file}), logical date {logical_date.isoformat()}", flush=True)
-    outcomes = local_airflow.run_pipeline(pipeline, logical_date, source_label=args.file)
+    status = EXIT_OK
+    for number, (file, pipeline) in enumerate(pipelines):
+        if number:
+            print()
+        if run_one(local_airflow, file, pipeline, args.logical_date) != EXIT_OK:
+            status = EXIT_FAILED
+    return status
+
+
+def run_one(local_airflow: Any, file: str, pipeline: Pipeline, logical_date: datetime | None) -> int:
+    logical_date = logical_date or datetime.now(timezone.utc)
+    print(f"Running {pipeline.dag_id} ({file}), logical date {logical_date.isoformat()}", flush=True)
+    outcomes = local_airflow.run_pipeline(pipeline, logical_date, source_label=file)
     print()
     for outcome in outcomes:
         print(describe(outcome))
     failed = [outcome for outcome in outcomes if outcome.state != "success"]
-    print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} steps succeeded")
+    print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} steps succeeded", flush=True)
     return EXIT_FAILED if failed else EXIT_OK
 
 

@@ -82,3 +82,24 @@ def test_run_bad_pipeline_exits_1_with_positions_and_no_airflow(tmp_path):
     assert done.returncode == 1 and f"{bad}:7:18: error:" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / ".ovh-ai-dagfactory").exists()  # Airflow was never set up
+
+
+def test_run_several_files_in_one_airflow_start_up(tmp_path, llmock):
+    connection = {"conn_type": "ovhcloud_ai_endpoints", "host": llmock.base_url("openai"), "password": TEST_TOKEN}
+    basic = str(REPO_ROOT / "pipelines" / "basic_chat.yaml")
+    batch = str(REPO_ROOT / "pipelines" / "batch_embeddings.yaml")
+    done = _run_cli(["run", basic, batch], tmp_path, {"AIRFLOW_CONN_OVH_AI_ENDPOINTS_DEFAULT": json.dumps(connection)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.index("Running chat_completion_example") < done.stdout.index("Running batch_embeddings")
+    assert "generate_response (chat): success" in done.stdout
+    assert "batch_embeddings (embedding): success\n  vectors: 3 × " in done.stdout
+    assert [r.path.rsplit("/", 1)[-1] for r in llmock.requests] == ["completions", "embeddings"]
+
+
+def test_run_checks_every_file_before_starting_airflow(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(BROKEN)
+    done = _run_cli(["run", SUMMARIZE, str(bad)], tmp_path, {})
+    assert done.returncode == 1 and f"{bad}:7:18: error:" in done.stderr
+    assert "Running" not in done.stdout and "Traceback" not in done.stderr
+    assert not (tmp_path / ".ovh-ai-dagfactory").exists()
