@@ -60,9 +60,8 @@ def step_arguments(step: Step, pipeline: Pipeline) -> dict[str, Any]:
         value = getattr(step.options, name)
         if value is not None:
             arguments[name] = value
-    description = getattr(step, "description", None)
-    if description:
-        arguments["doc_md"] = description
+    if step.description:
+        arguments["doc_md"] = step.description
     return arguments
 
 
