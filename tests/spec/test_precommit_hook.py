@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import tomllib
+from importlib.metadata import entry_points
 
 import yaml
 
@@ -17,9 +17,9 @@ def _hook() -> dict:
 
 def test_the_hook_runs_the_validate_console_script() -> None:
     hook = _hook()
-    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
     command, subcommand = hook["entry"].split()
-    assert command in scripts and subcommand == "validate"
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == command]
+    assert script.value == "ovh_ai_dagfactory.cli.main:main" and subcommand == "validate"
     assert hook["language"] == "python" and hook["require_serial"] is True
 
 
