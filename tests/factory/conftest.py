@@ -12,6 +12,19 @@ from conftest import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "pipelines"
 
+#: A pipeline with one mistake, at a known position (7:18: temperature 7 is above 2).
+BROKEN = """\
+schedule: null
+start_date: 2024-01-01
+steps:
+  ask:
+    type: chat
+    model: Meta-Llama-3_3-70B-Instruct
+    temperature: 7
+    messages:
+      - {role: user, content: Hello}
+"""
+
 
 @pytest.fixture(scope="session")
 def example_pipelines() -> Any:

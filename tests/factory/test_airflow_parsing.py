@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
-from tests.factory.test_loader import BROKEN
+from tests.factory.conftest import BROKEN
 
 LOADER_FILE = """\
 # airflow DAG loader: one DAG per pipeline file in ./pipelines (ovh-ai-dagfactory)

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO_ROOT, TEST_TOKEN
 from ovh_ai_dagfactory.cli.main import main
-from tests.factory.test_loader import BROKEN
+from tests.factory.conftest import BROKEN
 
 SUMMARIZE = str(REPO_ROOT / "pipelines" / "summarize_then_embed.yaml")
 

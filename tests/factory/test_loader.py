@@ -11,19 +11,7 @@ import pytest
 
 from ovh_ai_dagfactory import load_pipelines
 from ovh_ai_dagfactory.factory.loader import PipelineFolderNotFound
-from tests.factory.conftest import chat_pipeline
-
-BROKEN = """\
-schedule: null
-start_date: 2024-01-01
-steps:
-  ask:
-    type: chat
-    model: Meta-Llama-3_3-70B-Instruct
-    temperature: 7
-    messages:
-      - {role: user, content: Hello}
-"""
+from tests.factory.conftest import BROKEN, chat_pipeline
 
 
 def _folder(write_pipeline, tmp_path: Path) -> Path:
