@@ -26,7 +26,7 @@ from ovh_ai_dagfactory.factory.pipeline_files import (
     candidates_for_dag_id, in_shard, list_pipeline_files, resolve_folder, stem,
 )
 from ovh_ai_dagfactory.spec.errors import PipelineError
-from ovh_ai_dagfactory.spec.model import Pipeline
+from ovh_ai_dagfactory.spec.model import Pipeline, Position
 
 log = logging.getLogger(__name__)
 
@@ -153,30 +153,18 @@ def _load_one(dag_id: str, folder: Path, shard: int | None, shards: int | None,
 def _reject_duplicate_dag_ids(parsed: list[Parsed], result: LoadResult) -> None:
     """Two files with one dag_id: both are rejected, since neither can be chosen safely (a worker
     must find the same file the scheduler used)."""
-    by_dag_id: dict[str, list[str]] = {}
+    by_dag_id: dict[str, list[tuple[str, Position]]] = {}
     for item in parsed:
         if item.pipeline is not None:
-            by_dag_id.setdefault(item.pipeline.dag_id, []).append(item.path)
+            by_dag_id.setdefault(item.pipeline.dag_id, []).append((item.path, item.pipeline.dag_id_position))
     for dag_id, paths in by_dag_id.items():
         if len(paths) < 2:
             continue
-        for path in paths:
-            others = ", ".join(os.path.basename(other) for other in paths if other != path)
-            line, column = _dag_id_position(path)
+        for path, position in paths:
+            others = ", ".join(os.path.basename(other) for other, _ in paths if other != path)
             result.rejected[path] = (PipelineError(
-                path, line, column, f"dag_id '{dag_id}' is also used by {others}",
+                path, position.line, position.column, f"dag_id '{dag_id}' is also used by {others}",
                 "each pipeline needs its own dag_id (it defaults to the file name)"),)
-
-
-def _dag_id_position(path: str) -> tuple[int, int]:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.startswith("dag_id"):
-                    return number, 1
-    except OSError:
-        pass
-    return 1, 1
 
 
 def _index_dag_file(cache: SpecCache, folder: Path, item: Parsed) -> None:

@@ -42,6 +42,7 @@ def to_pipeline(data: dict[str, Any], positions: PositionIndex, source_file: str
         connection=data.get("connection"),
         max_active_runs=data.get("max_active_runs"),
         params=dict(data.get("params") or {}),
+        dag_id_position=Position(*positions.key(("dag_id",))) if "dag_id" in data else Position(1, 1),
     )
 
 

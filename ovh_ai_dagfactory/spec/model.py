@@ -119,6 +119,9 @@ class Pipeline:
     connection: str | None = None
     max_active_runs: int | None = None
     params: dict[str, object] = field(default_factory=dict)
+    #: Where `dag_id:` is written; 1:1 when the dag_id comes from the file name. Errors about the
+    #: dag_id (duplicates across files) point here without reading the file again.
+    dag_id_position: Position = Position(1, 1)
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

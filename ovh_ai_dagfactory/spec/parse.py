@@ -149,19 +149,9 @@ def duplicate_dag_ids(pipelines: dict[str, Pipeline]) -> list[PipelineError]:
     for path, pipeline in pipelines.items():
         first = first_seen.setdefault(pipeline.dag_id, path)
         if first != path:
-            line, column = _dag_id_position(path)
+            position = pipeline.dag_id_position
             errors.append(PipelineError(
-                path, line, column, f"dag_id '{pipeline.dag_id}' is already used by {first}",
+                path, position.line, position.column, f"dag_id '{pipeline.dag_id}' is already used by {first}",
                 "each pipeline needs its own dag_id (it defaults to the file name)"))
     return errors
 
-
-def _dag_id_position(path: str) -> tuple[int, int]:
-    """Where `dag_id:` is written, or 1:1 when it comes from the file name."""
-    try:
-        document = load(read_pipeline_text(path), path)
-    except PipelineInvalid:  # pragma: no cover - the file parsed a moment ago
-        return 1, 1
-    if isinstance(document.data, dict) and "dag_id" in document.data:
-        return document.positions.key(("dag_id",))
-    return 1, 1
