@@ -22,9 +22,9 @@ from typing import Any
 
 from ovh_ai_dagfactory.factory.cache import Parsed, SpecCache
 from ovh_ai_dagfactory.factory.import_errors import format_errors, report_to_dagbag
-from ovh_ai_dagfactory.factory.pipeline_files import (
-    candidates_for_dag_id, in_shard, list_pipeline_files, resolve_folder, stem,
-)
+from ovh_ai_dagfactory.factory.pipeline_files import candidates_for_dag_id, in_shard, resolve_folder
+from ovh_ai_dagfactory.spec.checks import default_dag_id
+from ovh_ai_dagfactory.spec.parse import pipeline_files_in
 from ovh_ai_dagfactory.spec.errors import PipelineError
 from ovh_ai_dagfactory.spec.model import Pipeline, Position
 
@@ -88,7 +88,7 @@ def load_pipelines(
     if result.only_dag_id:
         _load_one(result.only_dag_id, pipelines_folder, shard, shards, cache, builder)
     else:
-        files = [path for path in list_pipeline_files(pipelines_folder)
+        files = [path for path in pipeline_files_in(pipelines_folder)
                  if in_shard(path, pipelines_folder, shard, shards)]
         parsed = [cache.parse(path) for path in files]
         _reject_duplicate_dag_ids(parsed, result)
@@ -171,7 +171,7 @@ def _index_dag_file(cache: SpecCache, folder: Path, item: Parsed) -> None:
     """Remember where a dag_id lives when its file name (at the top of the folder) does not say."""
     assert item.pipeline is not None
     at_top = os.path.dirname(item.path) == str(folder)
-    if not (at_top and stem(item.path) == item.pipeline.dag_id):
+    if not (at_top and default_dag_id(item.path) == item.pipeline.dag_id):
         cache.remember_dag_file(str(folder), item.pipeline.dag_id, item.path)
 
 

@@ -14,7 +14,9 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-PIPELINE_SUFFIXES = (".yaml", ".yml")
+from ovh_ai_dagfactory.spec.checks import default_dag_id
+from ovh_ai_dagfactory.spec.parse import PIPELINE_SUFFIXES, pipeline_files_in
+
 FOLDER_ENV = "OVH_AI_DAGFACTORY_PIPELINES_FOLDER"
 DEFAULT_FOLDER_NAME = "pipelines"
 
@@ -34,28 +36,11 @@ def resolve_folder(folder: str | os.PathLike[str] | None, namespace: dict | None
     return base / DEFAULT_FOLDER_NAME
 
 
-def list_pipeline_files(folder: Path) -> list[str]:
-    """Every pipeline file under `folder` (recursive, sorted, hidden directories skipped)."""
-    found: list[str] = []
-    for directory, subdirectories, files in os.walk(folder):
-        subdirectories[:] = sorted(name for name in subdirectories if not name.startswith("."))
-        found.extend(
-            os.path.join(directory, name) for name in files
-            if name.lower().endswith(PIPELINE_SUFFIXES) and not name.startswith(".")
-        )
-    return sorted(found)
-
-
 def in_shard(path: str, folder: Path, shard: int | None, shards: int | None) -> bool:
     if not shards or shards <= 1:
         return True
     relative = os.path.relpath(path, folder).replace(os.sep, "/")
     return zlib.crc32(relative.encode("utf-8")) % shards == shard
-
-
-def stem(path: str) -> str:
-    name = os.path.basename(path)
-    return re.sub(r"\.ya?ml$", "", name, flags=re.IGNORECASE)
 
 
 def candidates_for_dag_id(folder: Path, dag_id: str, indexed: str | None) -> Iterator[str]:
@@ -71,10 +56,10 @@ def candidates_for_dag_id(folder: Path, dag_id: str, indexed: str | None) -> Ite
     if indexed and indexed not in seen and os.path.isfile(indexed):
         seen.add(indexed)
         yield indexed
-    for path in list_pipeline_files(folder):
+    for path in pipeline_files_in(folder):
         if path in seen:
             continue
-        if stem(path) == dag_id or dag_id in _declared_dag_ids(path):
+        if default_dag_id(path) == dag_id or dag_id in _declared_dag_ids(path):
             seen.add(path)
             yield path
 

@@ -116,15 +116,27 @@ def pipeline_files(paths: list[str]) -> list[str]:
     for path in paths:
         candidate = FilePath(path)
         if candidate.is_dir():
-            found.extend(sorted(
-                str(file) for file in candidate.rglob("*")
-                if file.suffix.lower() in PIPELINE_SUFFIXES and file.is_file()
-                and not any(part.startswith(".") for part in file.relative_to(candidate).parts)))
+            found.extend(pipeline_files_in(path))
         elif candidate.exists():
             found.append(path)
         else:
             raise PathNotFound(path)
     return list(dict.fromkeys(found))
+
+
+def pipeline_files_in(folder: str | os.PathLike[str]) -> list[str]:
+    """Every *.yaml / *.yml file under `folder` (recursive, sorted), hidden folders and files skipped.
+
+    Also the DAG loader's listing on every parse, hence `os.walk` pruning hidden folders rather
+    than walking them."""
+    found: list[str] = []
+    for directory, subdirectories, files in os.walk(folder):
+        subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
+        found.extend(
+            os.path.join(directory, name) for name in files
+            if name.lower().endswith(PIPELINE_SUFFIXES) and not name.startswith(".")
+        )
+    return sorted(found)
 
 
 def validate_paths(paths: list[str], *, validate_schema: bool = True) -> ValidationReport:
