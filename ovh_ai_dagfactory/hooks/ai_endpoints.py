@@ -20,6 +20,7 @@ from ovh_ai_dagfactory.hooks.errors import (
     OVHCloudAIEndpointsFatalError,
     api_key_not_found,
     from_openai_error,
+    redact,
 )
 from ovh_ai_dagfactory.provider_info import CONN_TYPE, DEFAULT_BASE_URL, HOOK_NAME, UI_FIELD_BEHAVIOUR
 
@@ -195,6 +196,9 @@ class OVHCloudAIEndpointsHook(BaseHook):
             # `from None`: the SDK's message repeats the raw body; ours already carries what matters.
             raise error from None
 
+    def _redact(self, text: str) -> str:
+        return redact(text, [self._settings.api_key or ""] if self._settings else [])
+
     def _model_ids_quickly(self) -> list[str]:
         client = self.get_conn().with_options(max_retries=0, timeout=min(self.settings.timeout, _MODEL_LIST_TIMEOUT))
         return [model.id for model in client.models.list(**self._with_auth({}))]
@@ -208,10 +212,6 @@ class OVHCloudAIEndpointsHook(BaseHook):
 
         headers = {**(params.get("extra_headers") or {}), "Authorization": openai.Omit()}
         return {**params, "extra_headers": headers}
-
-    def _redact(self, text: str) -> str:
-        token = self._settings.api_key if self._settings else None
-        return text.replace(token, "***") if token else text
 
 
 def _without_none(**params: Any) -> dict[str, Any]:

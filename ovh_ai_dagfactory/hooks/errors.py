@@ -138,10 +138,16 @@ class CallContext:
         self.list_models = list_models
 
     def redact(self, text: str) -> str:
-        # A verbose server or proxy may echo the request headers back; never let the token through.
-        for secret in self.secrets:
+        return redact(text, self.secrets)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced by `***`: a verbose server or proxy may echo the request
+    headers back, and what we log or raise must never carry the token."""
+    for secret in secrets:
+        if secret:
             text = text.replace(secret, "***")
-        return text
+    return text
 
 
 def from_openai_error(exc: BaseException, ctx: CallContext) -> OVHCloudAIEndpointsError | None:
