@@ -13,11 +13,8 @@ from typing import Any
 
 from ovh_ai_dagfactory.compat import AirflowException, AirflowFailException
 
-#: What each kind of step provides; mirrors the spec's checks so run-time errors match them.
-OUTPUTS_BY_KIND: dict[str, tuple[str, ...]] = {
-    "chat": ("content", "response"),
-    "embedding": ("embeddings", "response"),
-}
+# The spec's own table, so what the validator accepts and what a run provides cannot drift apart.
+from ovh_ai_dagfactory.spec.references import OUTPUTS_BY_KIND
 
 
 class StepOutput:
