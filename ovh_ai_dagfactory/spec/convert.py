@@ -26,6 +26,7 @@ def to_pipeline(data: dict[str, Any], positions: PositionIndex, source_file: str
         merged = {**(defaults.get(raw["type"]) or {}), **raw}
         line, column = step_positions.get(step_id) or positions.key(("steps", step_id))
         steps.append(_step(step_id, merged, Position(line, column)))
+    top_level = positions.key_positions(())
     start_date = data.get("start_date")
     end_date = data.get("end_date")
     return Pipeline(
@@ -42,7 +43,8 @@ def to_pipeline(data: dict[str, Any], positions: PositionIndex, source_file: str
         connection=data.get("connection"),
         max_active_runs=data.get("max_active_runs"),
         params=dict(data.get("params") or {}),
-        dag_id_position=Position(*positions.key(("dag_id",))) if "dag_id" in data else Position(1, 1),
+        dag_id_position=Position(*top_level["dag_id"]) if "dag_id" in top_level else Position(1, 1),
+        field_positions={name: Position(*where) for name, where in top_level.items()},
     )
 
 

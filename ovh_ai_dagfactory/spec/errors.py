@@ -18,6 +18,8 @@ class PipelineError:
     column: int
     message: str
     hint: str | None = None
+    #: True for a bug of ovh-ai-dagfactory caught by a last-resort guard, not a mistake in the file.
+    internal: bool = False
 
     def format(self) -> str:
         """`FILE:LINE:COL: error: message`, then the hint on its own line when there is one."""
@@ -33,6 +35,7 @@ class PipelineError:
             "column": self.column,
             "message": self.message,
             "hint": self.hint,
+            "internal": self.internal,
         }
 
 

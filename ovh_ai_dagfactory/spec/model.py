@@ -122,6 +122,13 @@ class Pipeline:
     #: Where `dag_id:` is written; 1:1 when the dag_id comes from the file name. Errors about the
     #: dag_id (duplicates across files) point here without reading the file again.
     dag_id_position: Position = Position(1, 1)
+    #: Where each top-level key (schedule, params, ...) is written, for errors found after parsing
+    #: (Airflow refusing a value when the DAG is built). A key not written in the file is absent.
+    field_positions: dict[str, Position] = field(default_factory=dict)
+
+    def position_of(self, name: str) -> Position:
+        """Where top-level key `name` is written; 1:1 when it is not in the file."""
+        return self.field_positions.get(name, Position(1, 1))
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

@@ -9,7 +9,9 @@ raised together. No Airflow, no openai.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 
@@ -23,18 +25,85 @@ from ovh_ai_dagfactory.spec.yaml_loader import load
 PIPELINE_SUFFIXES = (".yaml", ".yml")
 
 
+#: Largest pipeline file read (bytes); a real pipeline is a few KiB. Override with the environment
+#: variable below (bytes, e.g. 4194304) for unusually large generated pipelines.
+DEFAULT_MAX_FILE_BYTES = 1024 * 1024
+MAX_FILE_BYTES_ENV = "OVH_AI_DAGFACTORY_MAX_FILE_BYTES"
+
+log = logging.getLogger(__name__)
+
+
 def parse_pipeline_file(path: str | os.PathLike[str], *, validate_schema: bool = True) -> Pipeline:
     """Read and parse one pipeline file. See `parse_pipeline_text` for `validate_schema`."""
     source_file = os.fspath(path)
-    return parse_pipeline_text(read_pipeline_text(source_file), source_file, validate_schema=validate_schema)
+    return parse_pipeline_bytes(read_pipeline_bytes(source_file), source_file, validate_schema=validate_schema)
 
 
-def read_pipeline_text(source_file: str) -> str:
-    """The file as text; PipelineInvalid when it cannot be read or is not UTF-8 (with the bad byte's position)."""
+def max_file_bytes() -> int:
+    """The size cap: $OVH_AI_DAGFACTORY_MAX_FILE_BYTES when it is a positive integer, else 1 MiB."""
+    text = os.environ.get(MAX_FILE_BYTES_ENV, "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else DEFAULT_MAX_FILE_BYTES
+
+
+def read_pipeline_bytes(source_file: str, max_bytes: int | None = None) -> bytes:
+    """The file's bytes, read once; PipelineInvalid (at 1:1) for anything that is not a regular
+    file of at most `max_bytes` (default `max_file_bytes()`).
+
+    The check is made on the opened descriptor, not on the path (no check-then-open race), and the
+    open never blocks: a FIFO or a device named *.yaml is refused at once instead of hanging the
+    loader, and /dev/zero cannot be read into memory.
+    """
+    limit = max_file_bytes() if max_bytes is None else max_bytes
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     try:
-        raw = FilePath(source_file).read_bytes()
+        descriptor = os.open(source_file, flags)
     except OSError as exc:
-        raise PipelineInvalid([PipelineError(source_file, 1, 1, f"cannot read the file: {exc.strerror or exc}")])
+        raise _unreadable(source_file, f"cannot read the file: {exc.strerror or exc}") from None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise _unreadable(source_file, f"not a regular file ({_file_kind(status.st_mode)}); "
+                              "only regular files are read as pipelines")
+        if status.st_size > limit:
+            raise _too_big(source_file, status.st_size, limit)
+        chunks = []
+        size = 0
+        while True:  # read to the end even if the file grew since fstat, but never past the cap
+            chunk = os.read(descriptor, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise _too_big(source_file, size, limit)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise _unreadable(source_file, f"cannot read the file: {exc.strerror or exc}") from None
+    finally:
+        os.close(descriptor)
+
+
+def _unreadable(source_file: str, message: str) -> PipelineInvalid:
+    return PipelineInvalid([PipelineError(source_file, 1, 1, message)])
+
+
+def _too_big(source_file: str, size: int, limit: int) -> PipelineInvalid:
+    return PipelineInvalid([PipelineError(
+        source_file, 1, 1, f"the file is larger than the limit for a pipeline file ({size} bytes read, "
+        f"limit {limit} bytes)",
+        f"split it into several pipelines, or raise the limit with {MAX_FILE_BYTES_ENV}=<bytes>")])
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def decode_pipeline_bytes(raw: bytes, source_file: str) -> str:
+    """The bytes as text; PipelineInvalid when they are not UTF-8 (with the bad byte's position)."""
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -46,13 +115,46 @@ def read_pipeline_text(source_file: str) -> str:
             "save the file as UTF-8")]) from None
 
 
+def parse_pipeline_bytes(raw: bytes, source_file: str, *, validate_schema: bool = True) -> Pipeline:
+    """Parse one pipeline from a file's bytes (exactly these bytes: callers that hash them, such as
+    the loader's cache, get the outcome of what they hashed)."""
+    return parse_pipeline_text(decode_pipeline_bytes(raw, source_file), source_file, validate_schema=validate_schema)
+
+
 def parse_pipeline_text(text: str, source_file: str, *, validate_schema: bool = True) -> Pipeline:
     """Parse one pipeline from `text`; `source_file` names it in errors and gives the default dag_id.
 
     `validate_schema=False` is the loader's hot path for content it has already seen validate (it
     owns that cache, keyed by content hash): the JSON Schema pass is skipped, the semantic checks
     still run. Should the content not be valid after all, the full validation runs and reports it.
+
+    Never raises anything but PipelineInvalid for any text: an exception we did not foresee becomes
+    an internal error at 1:1 (with its type, logged with its traceback) rather than a crash of the
+    CLI or of the DAG loader.
     """
+    try:
+        return _parse_text(text, source_file, validate_schema)
+    except PipelineInvalid:
+        raise
+    except RecursionError:
+        raise PipelineInvalid([PipelineError(
+            source_file, 1, 1, "the file nests values or templates too deeply to be read",
+            "flatten the deepest structure (lists in lists, or Jinja blocks inside each other)")]) from None
+    except Exception as exc:  # noqa: BLE001 - the last-resort guard of the "never raises" promise
+        log.error("internal error of ovh-ai-dagfactory while parsing %s", source_file, exc_info=True)
+        raise PipelineInvalid([internal_error(source_file, exc)]) from None
+
+
+def internal_error(source_file: str, exc: BaseException) -> PipelineError:
+    """An error of ours, not the user's: said plainly, at 1:1, with a request to report it."""
+    return PipelineError(
+        source_file, 1, 1,
+        f"internal error of ovh-ai-dagfactory ({type(exc).__name__}) while reading this pipeline",
+        "this is a bug in ovh-ai-dagfactory, not in your file: please report it with the file attached",
+        internal=True)
+
+
+def _parse_text(text: str, source_file: str, validate_schema: bool) -> Pipeline:
     document = load(text, source_file)
     data = document.data
     if not isinstance(data, dict):
@@ -68,8 +170,8 @@ def parse_pipeline_text(text: str, source_file: str, *, validate_schema: bool = 
         return to_pipeline(data, positions, source_file)
     except (KeyError, TypeError, ValueError, AttributeError):
         if validate_schema:
-            raise  # validated data that does not convert is our bug: let it surface
-        return parse_pipeline_text(text, source_file, validate_schema=True)
+            raise  # validated data that does not convert is our bug: the guard reports it as such
+        return _parse_text(text, source_file, True)
 
 
 def _sorted_unique(errors: list[PipelineError]) -> list[PipelineError]:
