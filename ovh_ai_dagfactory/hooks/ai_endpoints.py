@@ -22,6 +22,7 @@ from ovh_ai_dagfactory.hooks.errors import (
     from_openai_error,
     redact,
 )
+from ovh_ai_dagfactory.hooks.responses import wire_json
 from ovh_ai_dagfactory.provider_info import CONN_TYPE, DEFAULT_BASE_URL, HOOK_NAME, UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class OVHCloudAIEndpointsHook(BaseHook):
             raw = client.chat.completions.with_raw_response.create(
                 model=model, messages=messages, **self._with_auth(params)
             )
-        return self._parsed(raw, model)
+        return self._parsed(raw, "chat completion", model)
 
     def create_embedding(self, model: str, input: str | list[str], **kwargs: Any) -> dict[str, Any]:  # noqa: A002
         """POST /embeddings; `input` is one text or a batch. Returns the wire JSON as a dict."""
@@ -144,13 +145,12 @@ class OVHCloudAIEndpointsHook(BaseHook):
             raw = client.embeddings.with_raw_response.create(
                 model=model, input=input, **self._with_auth(_without_none(**kwargs))
             )
-        return self._parsed(raw, model)
+        return self._parsed(raw, "embedding", model)
 
     def list_models(self) -> list[str]:
         """Ids of the models the endpoint lists (GET /models), in the endpoint's order."""
-        client = self.get_conn()
         with self._translated_errors("list models", None):
-            return [model.id for model in client.models.list(**self._with_auth({}))]
+            return self._model_ids(self.get_conn())
 
     def test_connection(self) -> tuple[bool, str]:
         """A real `GET /models` with the connection's token, as the UI's Test button expects."""
@@ -165,12 +165,18 @@ class OVHCloudAIEndpointsHook(BaseHook):
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _parsed(self, raw: Any, model: str) -> dict[str, Any]:
+    def _parsed(self, raw: Any, operation: str, model: str | None) -> dict[str, Any]:
+        """The wire JSON of a 2xx, shape-checked and with the token redacted (see responses.py).
+
+        Read from the raw body rather than `raw.parse().to_dict()`: the SDK hands back a `str` for a
+        non-JSON body and accepts any JSON object, which would surface as an AttributeError or a
+        "None" much later.
+        """
         # OVH answers deprecated models with an `x-warning` header (and a delay) before removing them.
         warning = raw.headers.get("x-warning")
         if warning:
             self.log.warning("AI Endpoints warns about model '%s': %s", model, self._redact(warning))
-        return raw.parse().to_dict()
+        return wire_json(raw, operation, [self.settings.api_key or ""])
 
     @contextmanager
     def _translated_errors(self, operation: str, model: str | None) -> Iterator[None]:
@@ -200,8 +206,13 @@ class OVHCloudAIEndpointsHook(BaseHook):
         return redact(text, [self._settings.api_key or ""] if self._settings else [])
 
     def _model_ids_quickly(self) -> list[str]:
-        client = self.get_conn().with_options(max_retries=0, timeout=min(self.settings.timeout, _MODEL_LIST_TIMEOUT))
-        return [model.id for model in client.models.list(**self._with_auth({}))]
+        return self._model_ids(
+            self.get_conn().with_options(max_retries=0, timeout=min(self.settings.timeout, _MODEL_LIST_TIMEOUT))
+        )
+
+    def _model_ids(self, client: openai.OpenAI) -> list[str]:
+        raw = client.models.with_raw_response.list(**self._with_auth({}))
+        return [model["id"] for model in self._parsed(raw, "list models", None)["data"]]
 
     def _with_auth(self, params: dict[str, Any]) -> dict[str, Any]:
         """Anonymous calls must omit Authorization on each request: the SDK checks the request's

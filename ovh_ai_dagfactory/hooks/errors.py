@@ -7,8 +7,12 @@ Two families, because Airflow decides retries from the exception class:
 - `OVHCloudAIEndpointsFatalError` (also an `AirflowFailException`): the request itself is wrong
   (400, 401, 403, 404, 422, other 4xx, missing token). Retrying the task cannot help, so Airflow
   fails it at once even when the task has `retries`.
-- plain `OVHCloudAIEndpointsError`: transient (429, 408, 409, 5xx, timeouts, connection errors).
-  The SDK has already retried them with backoff; the task's own `retries` come next.
+- plain `OVHCloudAIEndpointsError`: transient (429, 408, 409, 5xx, timeouts, connection errors,
+  a 2xx whose body is not JSON). The SDK has already retried what it retries (never a 2xx); the
+  task's own `retries` come next.
+
+Every class can be rebuilt from its message and attributes alone, as `pickle` and Airflow's
+exception serialization (`serialize()` → class path, args, kwargs → `cls(*args, **kwargs)`) do.
 
 This module does not import openai: it reads the attributes the SDK's exceptions carry
 (`status_code`, `body`, `request_id`, `response`), so importing the hook stays cheap.
@@ -29,10 +33,26 @@ _SDK_MAX_RETRY_AFTER = 120.0  # openai's MAX_RETRY_AFTER_DELAY: a longer Retry-A
 
 
 class OVHCloudAIEndpointsError(AirflowException):
-    """Any failure of a call to AI Endpoints. Transient when not also a fatal error."""
+    """Any failure of a call to AI Endpoints. Transient when not also a fatal error.
+
+    Keyword arguments become attributes (`status_code`, `request_id`, ...), so that an error is
+    rebuilt with them by `cls(message, **attributes)`: what `serialize()` returns for Airflow.
+    """
 
     status_code: int | None = None
     request_id: str | None = None
+
+    def __init__(self, message: str = "", **attributes: Any) -> None:
+        super().__init__(message)
+        for name, value in attributes.items():
+            setattr(self, name, value)
+
+    def serialize(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+        # Airflow's own serialize() keeps only the message: status_code, model, suggestions... would
+        # be lost, and a subclass with keyword arguments could not be rebuilt at all.
+        cls = type(self)
+        attributes = {name: value for name, value in vars(self).items() if not name.startswith("_")}
+        return f"{cls.__module__}.{cls.__name__}", (str(self),), attributes
 
 
 class OVHCloudAIEndpointsFatalError(OVHCloudAIEndpointsError, AirflowFailException):
@@ -58,10 +78,11 @@ class ForbiddenError(OVHCloudAIEndpointsFatalError):
 class ModelNotFoundError(OVHCloudAIEndpointsFatalError):
     status_code = 404
 
-    def __init__(self, message: str, *, model: str, suggestions: list[str]) -> None:
-        super().__init__(message)
-        self.model = model
-        self.suggestions = suggestions
+    # Defaults: pickle rebuilds an exception as `cls(*args)` and only then restores its attributes.
+    def __init__(
+        self, message: str = "", *, model: str = "", suggestions: list[str] | None = None, **attributes: Any
+    ) -> None:
+        super().__init__(message, model=model, suggestions=list(suggestions or []), **attributes)
 
 
 class EndpointNotFoundError(OVHCloudAIEndpointsFatalError):
@@ -92,6 +113,24 @@ class EndpointConnectionError(OVHCloudAIEndpointsError):
 
 class EndpointTimeoutError(EndpointConnectionError):
     """No answer within the configured timeout."""
+
+
+class UnexpectedResponseError(OVHCloudAIEndpointsError):
+    """A 2xx whose body is not JSON (a proxy's HTML page, a truncated body): plausibly transient, so
+    the task's retries apply. The SDK never retries a 2xx. Attributes: `operation`, `url`,
+    `status_code`, `content_type`, `request_id`."""
+
+
+class IncompatibleResponseError(UnexpectedResponseError, OVHCloudAIEndpointsFatalError):
+    """A 2xx with JSON of the wrong shape (no `choices`, wrong types): the server speaks another
+    API, and would answer the same way again, so the task fails without using its retries."""
+
+
+class NoContentError(OVHCloudAIEndpointsFatalError):
+    """A well-formed answer without a result: a chat answer without text (null or empty content,
+    no choices, tool calls only, a refusal) or an embedding answer without one vector per input.
+    Raised by the operators, which must not push such an answer to XCom. Fatal: the cause is the
+    request (max_tokens, prompt, model) far more often than the moment. Attribute: `finish_reason`."""
 
 
 # -- messages ------------------------------------------------------------------------------------
@@ -148,6 +187,33 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def redact_json(value: Any, secrets: Iterable[str], text: str | None = None) -> Any:
+    """`value` (decoded JSON) with every secret replaced by `***` in every string, keys included.
+
+    `text` is the serialized body when the caller has it. The walk is skipped when that text holds
+    no secret and no escape sequence (an escaped secret would not show in the text): the common
+    case, e.g. an embedding answer of thousands of floats, costs one substring search.
+    """
+    secrets = [s for s in secrets if s]
+    if not secrets:
+        return value
+    if text is None:
+        text = json.dumps(value, ensure_ascii=False)
+    if "\\" not in text and not any(secret in text for secret in secrets):
+        return value
+    return _redact_walk(value, secrets)
+
+
+def _redact_walk(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {_redact_walk(k, secrets): _redact_walk(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_walk(item, secrets) for item in value]
+    return value
 
 
 def from_openai_error(exc: BaseException, ctx: CallContext) -> OVHCloudAIEndpointsError | None:
