@@ -1,12 +1,14 @@
 """`ovh-ai-dagfactory render FILE [--format text|mermaid]`: the DAG a pipeline becomes, without Airflow.
 
 Prints the tasks, the operator each becomes, the exact arguments the builder passes (templates as
-written, not rendered) and the edges. Exit 0, or 1 with FILE:LINE:COL errors for a bad pipeline.
+written, not rendered) and the edges. Exit 0, or 1 with FILE:LINE:COL errors for a bad pipeline,
+or 3 for an internal error of ovh-ai-dagfactory (reported, never a traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from datetime import timedelta
 from typing import Any, TextIO
@@ -15,7 +17,8 @@ from ovh_ai_dagfactory.factory.mapping import OPERATOR_NAMES, dag_arguments, ste
 from ovh_ai_dagfactory.spec.errors import PipelineInvalid
 from ovh_ai_dagfactory.spec.model import Pipeline
 
-EXIT_OK, EXIT_INVALID = 0, 1
+EXIT_OK, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 3
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,11 +34,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    pipeline = parse_or_report(args.file)
+    try:
+        pipeline = parse_or_report(args.file)
+    except InternalErrorReported:
+        return EXIT_INTERNAL
     if pipeline is None:
         return EXIT_INVALID
-    (render_mermaid if args.format == "mermaid" else render_text)(pipeline, sys.stdout)
+    try:
+        (render_mermaid if args.format == "mermaid" else render_text)(pipeline, sys.stdout)
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: said plainly, not a traceback
+        from ovh_ai_dagfactory.spec.parse import internal_error
+
+        log.debug("render failed", exc_info=True)
+        print(internal_error(args.file, exc).format(), file=sys.stderr)
+        return EXIT_INTERNAL
     return EXIT_OK
+
+
+class InternalErrorReported(Exception):
+    """A file met an internal error of ours (already printed): the command exits with 3."""
 
 
 def parse_or_report(path: str) -> Pipeline | None:
@@ -49,6 +66,8 @@ def parse_or_report(path: str) -> Pipeline | None:
             print(error.format(), file=sys.stderr)
         count = len(invalid.errors)
         print(f"{path}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
+        if any(error.internal for error in invalid.errors):
+            raise InternalErrorReported(path) from None
         return None
 
 

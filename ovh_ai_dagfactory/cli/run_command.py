@@ -7,7 +7,8 @@ connection id) in the environment, or a connection added to that local home. Eac
 is printed: the answer and token usage for chat, vector count and size for embeddings. Several
 files run one after another in one process, so Airflow starts once (every file is checked first).
 
-Exit 0 when every step succeeded, 1 for a bad pipeline, a missing connection or a failed step.
+Exit 0 when every step succeeded, 1 for a bad pipeline, a missing connection or a failed step,
+3 for an internal error of ovh-ai-dagfactory.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ovh_ai_dagfactory.cli.render_command import parse_or_report
+from ovh_ai_dagfactory.cli.render_command import EXIT_INTERNAL, InternalErrorReported, parse_or_report
 from ovh_ai_dagfactory.spec.model import Pipeline
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -45,9 +46,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     # Every file is checked before Airflow starts: a typo costs no Airflow start-up.
-    parsed = [(file, parse_or_report(file)) for file in args.files]
+    parsed: list[tuple[str, Pipeline | None]] = []
+    internal = False
+    for file in args.files:
+        try:
+            parsed.append((file, parse_or_report(file)))
+        except InternalErrorReported:
+            parsed.append((file, None))
+            internal = True
     if any(pipeline is None for _, pipeline in parsed):
-        return EXIT_FAILED
+        return EXIT_INTERNAL if internal else EXIT_FAILED
     pipelines = [(file, pipeline) for file, pipeline in parsed if pipeline is not None]
     _use_local_airflow_home(args.home.absolute(), verbose=args.verbose)
     from ovh_ai_dagfactory.factory import local_run as local_airflow  # imports Airflow: only after the environment is set

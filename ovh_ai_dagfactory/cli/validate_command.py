@@ -1,7 +1,9 @@
 """`ovh-ai-dagfactory validate PATH...`: check pipeline files without Airflow or openai.
 
 Exit 0 when every file is valid, 1 when some are not, 2 for usage errors (a missing path,
-no pipeline files found). Imports only the spec layer.
+no pipeline files found), 3 when a file met an internal error of ovh-ai-dagfactory (a bug of ours,
+reported like any error so the other files are still checked, but told apart so CI can tell a
+crash of the tool from an invalid pipeline). Imports only the spec layer.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 from ovh_ai_dagfactory.cli.reporters import REPORTERS
 from ovh_ai_dagfactory.spec.parse import PathNotFound, validate_paths
 
-EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_VALID, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -38,4 +40,6 @@ def run(args: argparse.Namespace) -> int:
               + ", ".join(args.paths), file=sys.stderr)
         return EXIT_USAGE
     REPORTERS[args.format](sys.stdout).report(report)
+    if any(error.internal for error in report.errors):
+        return EXIT_INTERNAL
     return EXIT_VALID if report.ok else EXIT_INVALID

@@ -10,7 +10,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from ovh_ai_dagfactory.spec.cron import PRESET_NAMES, schedule_problem
 from ovh_ai_dagfactory.spec.dates import parse_date
+from ovh_ai_dagfactory.spec.durations import DURATION_FIELDS, parse_duration
 from ovh_ai_dagfactory.spec.errors import PipelineError
 from ovh_ai_dagfactory.spec.references import OUTPUTS_BY_KIND, step_references
 from ovh_ai_dagfactory.spec.suggest import did_you_mean
@@ -44,7 +46,7 @@ class PipelineChecks:
         self.defaults = defaults if isinstance(defaults, dict) else {}
 
     def errors(self) -> list[PipelineError]:
-        found = [*self._dag_id(), *self._dates()]
+        found = [*self._dag_id(), *self._dates(), *self._schedule(), *self._durations()]
         edges: dict[str, list[str]] = {sid: [] for sid in self.steps}
         for step_id, step in self.steps.items():
             found.extend(self._models(step_id, step))
@@ -83,6 +85,39 @@ class PipelineChecks:
                                       "write a date (2024-01-01) or a date-time (2024-01-01T06:00:00Z)")
         if len(parsed) == 2 and parsed["end_date"] < parsed["start_date"]:
             yield self._error(("end_date",), "'end_date' is before 'start_date'")
+
+    def _schedule(self) -> Iterator[PipelineError]:
+        schedule = self.data.get("schedule")
+        if not isinstance(schedule, str):
+            return  # null is manual; other types are the schema's to report
+        problem = schedule_problem(schedule)
+        if problem is None:
+            return
+        if schedule.strip().startswith("@"):
+            hint = did_you_mean(schedule.strip(), PRESET_NAMES) or f"presets: {', '.join(PRESET_NAMES)}"
+            yield self._error(("schedule",), f"'schedule' is not a preset Airflow knows: '{schedule}'", hint)
+            return
+        hint = ("a cron expression has 5 fields: minute (0-59) hour (0-23) day-of-month (1-31) "
+                "month (1-12) day-of-week (0-6), e.g. '0 6 * * 1-5'; or a preset such as '@daily'")
+        yield self._error(("schedule",), f"'schedule' is not a cron expression Airflow accepts: {problem}", hint)
+
+    def _durations(self) -> Iterator[PipelineError]:
+        """Duration strings past MAX_DURATION (the schema checks their shape, not their size)."""
+        owners: list[tuple[Path, Any]] = [(("default_args",), self.data.get("default_args"))]
+        owners += [(("defaults", kind), values) for kind, values in self.defaults.items()]
+        owners += [(("steps", step_id), step) for step_id, step in self.steps.items()]
+        for path, values in owners:
+            if not isinstance(values, dict):
+                continue
+            for name in DURATION_FIELDS:
+                value = values.get(name)
+                if not isinstance(value, str) or not value[:1].isdigit():
+                    continue
+                try:
+                    parse_duration(value)
+                except ValueError as exc:
+                    if "longer than" in str(exc):
+                        yield self._error(path + (name,), f"'{name}' is too long: {exc}")
 
     # -- steps -------------------------------------------------------------------------------
     def _models(self, step_id: str, step: dict[str, Any]) -> Iterator[PipelineError]:
@@ -141,6 +176,11 @@ class PipelineChecks:
             line, column = self._text_position(path, exc.lineno or 1)
             yield PipelineError(self.file, line, column, f"Jinja syntax error: {exc.message}",
                                 "check the {{ ... }} and {% ... %} delimiters")
+            return
+        except RecursionError:  # Jinja's parser recurses once per nesting level
+            line, column = self._text_position(path, 1)
+            yield PipelineError(self.file, line, column, "the template nests expressions or blocks too deeply "
+                                "for Jinja to parse", "split the template, or compute the value in fewer levels")
             return
         for other, output, lineno in references:
             if step_id is not None and other in self.steps and other != step_id:

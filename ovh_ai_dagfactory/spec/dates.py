@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
+#: Years accepted: datetimes overflow at year 9999 once Airflow adds intervals or time zones, and
+#: metadata DBs (MySQL DATETIME) start at year 1000.
+MIN_YEAR, MAX_YEAR = 1000, 9000
+
 _DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 _DATETIME = re.compile(
     r"^(\d{4})-(\d{1,2})-(\d{1,2})[Tt ]+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
@@ -12,10 +16,20 @@ _DATETIME = re.compile(
 
 
 def parse_date(text: object) -> datetime:
-    """ValueError with a readable reason when `text` is not a real date or date-time."""
+    """ValueError with a readable reason when `text` is not a real date or date-time in the years
+    MIN_YEAR..MAX_YEAR."""
     if not isinstance(text, str):
         raise ValueError(f"{text!r} is not a date")
-    value = text.strip()
+    try:
+        moment = _parse(text.strip(), text)
+    except OverflowError:  # a zone offset pushing a date past year 1 or 9999
+        raise ValueError(f"'{text}' is out of the range of dates") from None
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise ValueError(f"'{text}' is outside the years {MIN_YEAR} to {MAX_YEAR}")
+    return moment
+
+
+def _parse(value: str, text: str) -> datetime:
     match = _DATE.match(value)
     if match:
         year, month, day = (int(part) for part in match.groups())

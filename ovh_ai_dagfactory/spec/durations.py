@@ -5,21 +5,35 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+#: The longest duration accepted (365 days): Airflow adds durations to dates (next retry, timeouts)
+#: and Python's timedelta overflows past 999,999,999 days; no retry delay or timeout needs a year.
+#: The schema's integer form uses the same bound (`maximum`).
+MAX_DURATION = timedelta(days=365)
+#: The fields that hold a duration, wherever they appear (default_args, defaults.<kind>, steps).
+DURATION_FIELDS = ("retry_delay", "execution_timeout")
+
 # Keep in step with the duration pattern in schemas/pipeline.schema.json.
 _DURATION = re.compile(r"^(?=\d)(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
 def parse_duration(value: object) -> timedelta:
-    """`value` as a timedelta; ValueError for anything else (the schema reports those first)."""
+    """`value` as a timedelta; ValueError for anything else, or longer than MAX_DURATION."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"{value} is negative")
-        return timedelta(seconds=value)
+        return _bounded(value, value)
     if isinstance(value, str):
         match = _DURATION.match(value.strip())
         if match:
             days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-            return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+            # Summed as integers first: timedelta itself overflows on `1000000000d`.
+            return _bounded(((days * 24 + hours) * 60 + minutes) * 60 + seconds, value)
     raise ValueError(f"{value!r} is not a duration")
+
+
+def _bounded(total_seconds: int, written: object) -> timedelta:
+    if total_seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{written!r} is longer than {MAX_DURATION.days} days, the longest duration accepted")
+    return timedelta(seconds=total_seconds)

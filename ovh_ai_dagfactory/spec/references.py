@@ -24,7 +24,7 @@ def referenced_steps(text: str) -> tuple[str, ...]:
 
     try:
         references = step_references(text)
-    except TemplateSyntaxError:
+    except (TemplateSyntaxError, RecursionError):
         return ()
     return tuple(dict.fromkeys(step_id for step_id, _output, _line in references))
 

@@ -29,8 +29,10 @@ try:  # the C parser is ~10x faster; the pure-Python one behaves the same
 except AttributeError:  # pragma: no cover - libyaml missing
     _BaseLoader = yaml.SafeLoader
 
-#: Nodes constructed per file before we call it an alias bomb; a 10-step pipeline has ~200.
-MAX_NODES = 100_000
+#: Values constructed per file; a 10-step pipeline has ~200. Past this, a file either expands
+#: aliases into each other (a "billion laughs" bomb) or is simply far larger than a pipeline needs;
+#: the message says which. The file size cap (parse.max_file_bytes) bounds the work before it.
+MAX_NODES = 200_000
 #: Nesting depth; the format needs 6, recursion limits would bite long before a real need.
 MAX_DEPTH = 64
 
@@ -76,7 +78,7 @@ def load(text: str, source_file: str) -> LoadedDocument:
     """Compose and construct one YAML document; PipelineInvalid (one error) for any YAML problem."""
     try:
         root = _compose(text)
-        data = _Constructor().construct(root, 0)
+        data = _Constructor(root).construct(root, 0)
     except YamlProblem as problem:
         error = PipelineError(source_file, problem.line + 1, problem.column + 1, problem.message, problem.hint)
         raise PipelineInvalid([error]) from None
@@ -130,18 +132,17 @@ def _offset_to_position(text: str, offset: int) -> tuple[int, int]:
 class _Constructor:
     """Builds plain data from nodes, counting nodes (alias bombs) and tracking the alias stack (cycles)."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Node) -> None:
+        self.root = root
         self.count = 0
         self.active: set[int] = set()
+        self.expanded: set[int] = set()  # collections constructed once: meeting one again is an alias
+        self.aliases = False
 
     def construct(self, node: Node, depth: int) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            problem = YamlProblem(
-                f"the document expands to more than {MAX_NODES} values (anchors and aliases "
-                "repeated inside each other?)", node.start_mark.line, node.start_mark.column)
-            problem.bomb = True
-            raise problem
+            raise self._too_many(node)
         if depth > MAX_DEPTH:
             raise YamlProblem(f"values are nested more than {MAX_DEPTH} levels deep",
                               node.start_mark.line, node.start_mark.column)
@@ -151,6 +152,10 @@ class _Constructor:
         if key in self.active:  # an alias to one of its own ancestors: infinite data
             raise YamlProblem("an alias refers to a value that contains it (recursive anchor)",
                               node.start_mark.line, node.start_mark.column)
+        if key in self.expanded:
+            self.aliases = True
+        else:
+            self.expanded.add(key)
         self.active.add(key)
         try:
             if isinstance(node, SequenceNode):
@@ -162,6 +167,21 @@ class _Constructor:
             return self._mapping(node, depth)
         finally:
             self.active.discard(key)
+
+    def _too_many(self, node: Node) -> YamlProblem:
+        """The limit's message tells the truth: alias expansion when aliases were expanded, else size."""
+        if self.aliases:
+            problem = YamlProblem(
+                f"the document expands to more than {MAX_NODES} values: anchors and aliases are repeated "
+                "inside each other", node.start_mark.line, node.start_mark.column,
+                "use each anchor a few times only; a pipeline never needs nested alias expansion")
+            problem.bomb = True
+            return problem
+        steps = _entries(self.root, "steps")
+        what = f" ({steps} steps)" if steps else ""
+        return YamlProblem(
+            f"the file holds more than {MAX_NODES} values{what}, far more than a pipeline needs", 0, 0,
+            "split it into several pipeline files")
 
     def _mapping(self, node: MappingNode, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -184,9 +204,9 @@ class _Constructor:
             except YamlProblem as problem:
                 if depth == 0 and problem.bomb:
                     # Aliased nodes carry their anchor's position; name the top-level key instead.
-                    raise YamlProblem(f"the value of '{name}' expands to more than {MAX_NODES} values "
-                                      "(anchors and aliases repeated inside each other?)",
-                                      key_node.start_mark.line, key_node.start_mark.column) from None
+                    raise YamlProblem(f"the value of '{name}' expands to more than {MAX_NODES} values: "
+                                      "anchors and aliases are repeated inside each other",
+                                      key_node.start_mark.line, key_node.start_mark.column, problem.hint) from None
                 raise
         for name, value in merged.items():  # explicit keys win over `<<` merges, as in YAML
             result.setdefault(name, value)
@@ -200,6 +220,15 @@ class _Constructor:
                                   source.start_mark.column)
             for name, value in self.construct(source, depth + 1).items():
                 merged.setdefault(name, value)  # earlier sources win
+
+
+def _entries(root: Node, name: str) -> int:
+    """How many entries the top-level mapping `name` has (0 when there is none)."""
+    if isinstance(root, MappingNode):
+        for key_node, value_node in root.value:
+            if isinstance(key_node, ScalarNode) and key_node.value == name and isinstance(value_node, MappingNode):
+                return len(value_node.value)
+    return 0
 
 
 def mapping_key(node: Node) -> str:
