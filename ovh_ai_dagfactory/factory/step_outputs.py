@@ -42,26 +42,46 @@ class StepOutput:
 
     @property
     def content(self) -> str:
-        """A chat step's answer: `choices[0].message.content`."""
+        """A chat step's answer: `choices[0].message.content`, never None or empty.
+
+        The chat operator already refuses such answers; this guards XComs written otherwise (an
+        older version, a custom operator, a cleared and edited XCom). Jinja would render a None as
+        the text "None" and the next model would answer that. Retrying this task cannot change an
+        earlier step's XCom, hence AirflowFailException.
+        """
         self._require("content")
         try:
-            return self.response["choices"][0]["message"]["content"]
+            choice = self.response["choices"][0]
+            content = choice["message"]["content"]
         except (KeyError, IndexError, TypeError):
-            raise AirflowException(
+            raise AirflowFailException(
                 f"steps.{self._step_id}.content: the step's response has no choices[0].message.content"
             ) from None
+        if not isinstance(content, str) or not content.strip():
+            shown = "null" if content is None else repr(content)[:80]
+            raise AirflowFailException(
+                f"steps.{self._step_id}.content: step '{self._step_id}' returned no text (content {shown}, "
+                f"finish_reason={choice.get('finish_reason')!r}); refusing to render it as {str(content)!r}"
+            )
+        return content
 
     @property
     def embeddings(self) -> list[list[float]]:
-        """An embedding step's vectors, one per input, in input order."""
+        """An embedding step's vectors, one per input, in input order; never empty."""
         self._require("embeddings")
         try:
             data = sorted(self.response["data"], key=lambda item: item.get("index", 0))
-            return [item["embedding"] for item in data]
+            vectors = [item["embedding"] for item in data]
         except (KeyError, TypeError, AttributeError):
-            raise AirflowException(
+            raise AirflowFailException(
                 f"steps.{self._step_id}.embeddings: the step's response has no data[].embedding"
             ) from None
+        if not vectors or not all(isinstance(v, list) and v for v in vectors):
+            raise AirflowFailException(
+                f"steps.{self._step_id}.embeddings: step '{self._step_id}' returned "
+                + ("no vectors" if not vectors else "an empty or null vector")
+            )
+        return vectors
 
     def _require(self, output: str) -> None:
         provided = OUTPUTS_BY_KIND.get(self._kind, ())

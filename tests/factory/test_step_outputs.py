@@ -88,3 +88,53 @@ def test_wrong_output_unknown_step_and_missing_result_fail_clearly():
         steps.a.content
     with pytest.raises(AirflowFailException, match="needs an output"):
         str(steps.a)
+
+
+@pytest.mark.parametrize(
+    ("message", "finish_reason", "shown"),
+    [
+        ({"role": "assistant", "content": None}, "length", "content null"),
+        ({"role": "assistant", "content": ""}, "stop", "content ''"),
+        ({"role": "assistant", "content": "  \n"}, "stop", "content '  \\n'"),
+        ({"role": "assistant", "content": None, "tool_calls": [{"id": "t"}]}, "tool_calls", "content null"),
+    ],
+)
+def test_content_refuses_an_answer_without_text_instead_of_rendering_none(message, finish_reason, shown):
+    response = {"choices": [{"index": 0, "message": message, "finish_reason": finish_reason}]}
+    steps = StepOutputs(_RecordingTI({"a": response}), {"a": "chat"})
+    with pytest.raises(AirflowFailException) as caught:
+        steps.a.content
+    assert str(caught.value).startswith("steps.a.content: step 'a' returned no text")
+    assert shown in str(caught.value) and f"finish_reason='{finish_reason}'" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("response", "words"),
+    [
+        ({"choices": []}, "has no choices[0].message.content"),
+        ({"choices": [{"index": 0, "finish_reason": "stop"}]}, "has no choices[0].message.content"),
+        ({"object": "list", "data": []}, "has no choices[0].message.content"),
+    ],
+)
+def test_content_refuses_a_response_without_a_first_choice(response, words):
+    steps = StepOutputs(_RecordingTI({"a": response}), {"a": "chat"})
+    with pytest.raises(AirflowFailException) as caught:
+        steps.a.content
+    assert str(caught.value).startswith("steps.a.content: ") and words in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("response", "words"),
+    [
+        ({"data": []}, "returned no vectors"),
+        ({"data": [{"index": 0, "embedding": []}]}, "an empty or null vector"),
+        ({"data": [{"index": 0, "embedding": None}]}, "an empty or null vector"),
+        ({"data": [{"index": 0}]}, "has no data[].embedding"),
+        ({"choices": []}, "has no data[].embedding"),
+    ],
+)
+def test_embeddings_refuse_missing_or_empty_vectors(response, words):
+    steps = StepOutputs(_RecordingTI({"e": response}), {"e": "embedding"})
+    with pytest.raises(AirflowFailException) as caught:
+        steps.e.embeddings
+    assert str(caught.value).startswith("steps.e.embeddings: ") and words in str(caught.value)
