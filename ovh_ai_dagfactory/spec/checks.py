@@ -92,6 +92,7 @@ class PipelineChecks:
             return  # null is manual; other types are the schema's to report
         problem = schedule_problem(schedule)
         if problem is None:
+            yield from self._continuous(schedule)
             return
         if schedule.strip().startswith("@"):
             hint = did_you_mean(schedule.strip(), PRESET_NAMES) or f"presets: {', '.join(PRESET_NAMES)}"
@@ -100,6 +101,18 @@ class PipelineChecks:
         hint = ("a cron expression has 5 fields: minute (0-59) hour (0-23) day-of-month (1-31) "
                 "month (1-12) day-of-week (0-6), e.g. '0 6 * * 1-5'; or a preset such as '@daily'")
         yield self._error(("schedule",), f"'schedule' is not a cron expression Airflow accepts: {problem}", hint)
+
+    def _continuous(self, schedule: str) -> Iterator[PipelineError]:
+        """Airflow refuses a continuous DAG that may run twice at once (its default allows 16)."""
+        runs = self.data.get("max_active_runs")
+        if schedule != "@continuous" or runs == 1:
+            return
+        if "max_active_runs" not in self.data:
+            yield self._error(("schedule",), "'@continuous' starts each DAG run when the last one ends: Airflow "
+                              "refuses it without max_active_runs: 1", "add 'max_active_runs: 1'")
+        elif isinstance(runs, int) and not isinstance(runs, bool):
+            yield self._error(("max_active_runs",), f"'max_active_runs' must be 1 with schedule '@continuous', "
+                              f"got {runs}", "set 'max_active_runs: 1'")
 
     def _durations(self) -> Iterator[PipelineError]:
         """Duration strings past MAX_DURATION (the schema checks their shape, not their size)."""
