@@ -5,12 +5,16 @@ This stub (stdlib only, a real socket on 127.0.0.1) adds:
 - OVH's model list on GET /models, and 404 for a model it does not list (an OVH-like body);
 - 401 when the bearer token is not the expected one, or anonymous calls refused unless allowed;
 - request headers recorded, an `x-request-id` on every response;
-- scripted faults with any status, body and headers (`fail`), e.g. 403, or a body echoing the
-  Authorization header back (a careless proxy) to prove the hook never repeats the token.
+- scripted answers with any status, body and headers (`fail`, or `respond` for a 2xx that is not
+  what the API promises), e.g. 403, a 200 HTML page with `headers={"content-type": "text/html"}`,
+  broken JSON as raw `bytes`, a chat answer with `content: null`, or a body echoing the
+  Authorization header back (a careless proxy) to prove the hook never repeats the token;
+  `model=` scripts only the requests for that model.
 
     with OVHStub(token="secret") as stub:
         stub.base_url            # http://127.0.0.1:PORT/v1
         stub.fail(403, body={...}, times=1)
+        stub.respond(200, body=b"<html>", headers={"content-type": "text/html"}, model="BGE-M3")
         stub.requests[-1].headers["authorization"]
 """
 
@@ -32,7 +36,7 @@ OVH_MODELS = [
     "bge-multilingual-gemma2",
 ]
 EMBEDDING_DIMENSIONS = {"BGE-M3": 1024, "bge-multilingual-gemma2": 3584}
-ECHO_AUTHORIZATION = "<echo authorization>"  # in a scripted body: replaced by the header received
+ECHO_AUTHORIZATION = "<echo authorization>"  # in a scripted body (any string in it): the header received
 
 
 @dataclass
@@ -52,6 +56,7 @@ class _Fault:
     body: Any
     headers: dict[str, str]
     times: int
+    model: str | None = None
 
 
 class OVHStub:
@@ -85,35 +90,48 @@ class OVHStub:
 
     # -- scripting ---------------------------------------------------------------------------
 
-    def fail(self, status: int, *, body: Any = None, headers: dict[str, str] | None = None, times: int = 1) -> OVHStub:
+    def fail(
+        self,
+        status: int,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+        model: str | None = None,
+    ) -> OVHStub:
+        """Answer the next `times` requests (for `model` only, when given) with this status and body.
+
+        A `str` body is sent as text/plain, `bytes` as they are, anything else as JSON; a
+        `content-type` in `headers` replaces that default.
+        """
         with self._lock:
-            self._faults.append(_Fault(status, body, headers or {}, times))
+            self._faults.append(_Fault(status, body, headers or {}, times, model))
         return self
+
+    respond = fail  # the same script, named for a 2xx that is not what the API promises
 
     def reset(self) -> None:
         with self._lock:
             self._faults.clear()
             self.requests.clear()
 
-    def _next_fault(self) -> _Fault | None:
+    def _next_fault(self, request: StubRequest) -> _Fault | None:
+        model = request.body.get("model") if isinstance(request.body, dict) else None
         with self._lock:
-            if not self._faults:
+            fault = next((f for f in self._faults if f.model is None or f.model == model), None)
+            if fault is None:
                 return None
-            fault = self._faults[0]
             fault.times -= 1
             if fault.times <= 0:
-                self._faults.pop(0)
+                self._faults.remove(fault)
             return fault
 
     # -- answering ---------------------------------------------------------------------------
 
     def answer(self, request: StubRequest) -> tuple[int, Any, dict[str, str]]:
-        fault = self._next_fault()
+        fault = self._next_fault(request)
         if fault is not None:
-            body = fault.body
-            if isinstance(body, str) and ECHO_AUTHORIZATION in body:
-                body = body.replace(ECHO_AUTHORIZATION, request.headers.get("authorization", ""))
-            return fault.status, body, fault.headers
+            return fault.status, _echo(fault.body, request.headers.get("authorization", "")), fault.headers
         auth = request.headers.get("authorization")
         if auth is None and not self.allow_anonymous:
             return 401, _error("Missing Authorization header", "Unauthorized", 401), {}
@@ -133,6 +151,19 @@ class OVHStub:
                 return 200, _embeddings(model, request.body["input"]), {}
             return 200, _chat(model, request.body["messages"]), {}
         return 404, _error(f"Path {request.path} not found", "NotFound", 404), {}
+
+
+def _echo(body: Any, authorization: str) -> Any:
+    """`body` with ECHO_AUTHORIZATION replaced by the Authorization header, in any string of it."""
+    if isinstance(body, str):
+        return body.replace(ECHO_AUTHORIZATION, authorization)
+    if isinstance(body, bytes):
+        return body.replace(ECHO_AUTHORIZATION.encode(), authorization.encode())
+    if isinstance(body, dict):
+        return {_echo(key, authorization): _echo(value, authorization) for key, value in body.items()}
+    if isinstance(body, list):
+        return [_echo(item, authorization) for item in body]
+    return body
 
 
 def _error(message: str, kind: str, code: int) -> dict[str, Any]:
@@ -201,10 +232,15 @@ def _handler_for(stub: OVHStub) -> type[BaseHTTPRequestHandler]:
                 request.request_id = f"req-{len(stub.requests):04d}"
             status, payload, headers = stub.answer(request)
             request.status = status
-            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+            if isinstance(payload, bytes):
+                data, content_type = payload, "application/octet-stream"
+            elif isinstance(payload, str):
+                data, content_type = payload.encode(), "text/plain"
+            else:
+                data, content_type = json.dumps(payload).encode(), "application/json"
+            headers = {name.lower(): value for name, value in headers.items()}
             self.send_response(status)
-            content_type = "text/plain" if isinstance(payload, str) else "application/json"
-            self.send_header("content-type", content_type)
+            self.send_header("content-type", headers.pop("content-type", content_type))
             self.send_header("content-length", str(len(data)))
             self.send_header("x-request-id", request.request_id)
             for name, value in headers.items():
