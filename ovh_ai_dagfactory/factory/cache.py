@@ -2,28 +2,40 @@
 
 Airflow re-parses the loader file every `min_file_process_interval` (30 s), in a fresh process.
 Full validation (YAML + JSON Schema + checks) costs about as much as building the DAG, so each
-file's outcome — the `Pipeline`, or its `PipelineError`s — is pickled once and reused while the
-file's bytes are the same. The key is the file's content hash (not its mtime), so a result is
-reused only for exactly the bytes it was computed from: the check is never weaker than a full
+file's outcome — the `Pipeline`, or its `PipelineError`s — is stored once and reused while the
+file's bytes are the same. The file is read once: those bytes are hashed and those same bytes are
+validated, so an outcome is only ever stored under the digest of the bytes it was computed from
+(a file rewritten meanwhile cannot poison the cache), and the check is never weaker than a full
 validation. The cache lives in a directory named after a fingerprint of this package (version,
-spec sources, schema, Python), so upgrading or editing the spec layer starts a fresh one.
+spec sources, schema, Python, entry format), so upgrading or editing the spec layer starts afresh.
 
-The directory must be private to Airflow's user (pickles are code): it is created with mode 0700
-and a directory owned by someone else is refused (the cache is then simply off).
+Entries are data, not code: JSON written by `cache_codec` from the spec model's own dataclass fields,
+so reading one can never run anything, and an entry that does not decode exactly (torn, foreign,
+older format) is a miss. The directory must still be private to Airflow's user, since an entry
+decides what a DAG does: it is created with mode 0700 and one owned or writable by someone else
+is refused (the cache is then simply off).
+
+Layout: `specs/<folder hash>/<shard key>-<path hash>.json`, one entry per pipeline file, holding its
+owner path. The shard key is the one `pipeline_files.in_shard` uses, so a full load of one shard
+can prune the entries of its own files that are gone with one directory listing, without reading
+any entry and without touching the entries of other shards or other folders sharing the directory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
-import pickle
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
+from ovh_ai_dagfactory.factory import cache_codec as codec
+from ovh_ai_dagfactory.factory.pipeline_files import shard_key
 from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
 from ovh_ai_dagfactory.spec.model import Pipeline
 
@@ -32,8 +44,13 @@ log = logging.getLogger(__name__)
 CACHE_DIR_ENV = "OVH_AI_DAGFACTORY_CACHE_DIR"
 #: Value of CACHE_DIR_ENV (or `cache_dir=`) that turns the cache off.
 DISABLED = ("", "0", "off", "none", "false")
+#: Written into every entry and into the directory fingerprint; 1 was pickle.
+ENTRY_FORMAT = 2
+#: A temporary file this old was left by a process killed mid-write (SIGKILL runs no cleanup).
+STALE_TEMPORARY_SECONDS = 600
 
 Outcome = Union[Pipeline, tuple[PipelineError, ...]]
+_ERRORS = tuple[PipelineError, ...]
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,7 @@ class SpecCache:
         self.directory = directory
         self.hits = 0
         self.misses = 0
+        self._touched: dict[Path, set[str]] = {}  # entry folder → entry names used by this load
 
     @classmethod
     def default(cls, cache_dir: str | os.PathLike[str] | bool | None = None) -> SpecCache:
@@ -83,45 +101,98 @@ class SpecCache:
                 return cls(directory)
         return cls(None)
 
-    def parse(self, path: str) -> Parsed:
-        """The file's outcome: from the cache when its bytes were seen before, else fully validated."""
-        if self.directory is None:
-            return Parsed(path, _validate(path), cached=False)
+    def parse(self, path: str, folder: str | os.PathLike[str] | None = None) -> Parsed:
+        """The file's outcome: from the cache when its bytes were seen before, else fully validated.
+
+        `folder` is the pipelines folder the file was found in (it places the entry; default: the
+        file's own folder). Never raises for a file's content: see `parse_pipeline_bytes`."""
         try:
-            raw = Path(path).read_bytes()
-        except OSError:
-            return Parsed(path, _validate(path), cached=False)  # the parser words the error
+            return self._parse(path, os.fspath(folder) if folder is not None else os.path.dirname(path))
+        except Exception as exc:  # noqa: BLE001 - "one file never takes the loader down", even for our bugs
+            from ovh_ai_dagfactory.spec.parse import internal_error
+
+            log.exception("internal error of ovh-ai-dagfactory while reading %s", path)
+            return Parsed(path, (internal_error(path, exc),), cached=False)
+
+    def _parse(self, path: str, folder: str) -> Parsed:
+        from ovh_ai_dagfactory.spec.parse import read_pipeline_bytes
+
+        try:
+            raw = read_pipeline_bytes(path)  # once: what is hashed below is exactly what is validated
+        except PipelineInvalid as unreadable:  # missing, special file, too large: nothing to cache
+            return Parsed(path, tuple(unreadable.errors), cached=False)
+        if self.directory is None:
+            return Parsed(path, _validate(raw, path), cached=False)
         digest = hashlib.blake2b(raw, digest_size=20).hexdigest()
-        entry = self.directory / "specs" / (hashlib.blake2b(path.encode(), digest_size=16).hexdigest() + ".pickle")
-        outcome = self._read(entry, digest)
+        entry = self._entry(path, folder)
+        outcome = self._read(entry, path, digest)
         if outcome is not None:
             self.hits += 1
             return Parsed(path, outcome, cached=True)
         self.misses += 1
-        outcome = _validate(path)
-        self._write(entry, (digest, outcome))
+        outcome = _validate(raw, path)
+        self._write(entry, path, digest, outcome)
         return Parsed(path, outcome, cached=False)
 
-    def _read(self, entry: Path, digest: str) -> Outcome | None:
+    def _entry(self, path: str, folder: str) -> Path:
+        assert self.directory is not None
+        entries = self.directory / "specs" / hashlib.blake2b(os.fsencode(folder), digest_size=8).hexdigest()
+        name = f"{shard_key(path, folder):08x}-{hashlib.blake2b(os.fsencode(path), digest_size=16).hexdigest()}.json"
+        self._touched.setdefault(entries, set()).add(name)
+        return entries / name
+
+    def _read(self, entry: Path, path: str, digest: str) -> Outcome | None:
         try:
             with open(entry, "rb") as handle:
-                stored_digest, outcome = pickle.load(handle)
-        except FileNotFoundError:
+                stored = json.loads(handle.read())
+            if stored["format"] != ENTRY_FORMAT or stored["owner"] != path or stored["digest"] != digest:
+                return None
+            if "errors" in stored:
+                return codec.decode(stored["errors"], _ERRORS)
+            return codec.decode(stored["pipeline"], Pipeline)
+        except Exception:  # noqa: BLE001 - absent, torn, foreign or old: a miss, never an error
             return None
-        except Exception:  # a torn or foreign entry is a miss, never an error: we recompute it
-            return None
-        return outcome if stored_digest == digest else None
 
-    def _write(self, entry: Path, value: object) -> None:
-        # Parsing runs in several processes at once: write aside, then rename (atomic on POSIX).
+    def _write(self, entry: Path, path: str, digest: str, outcome: Outcome) -> None:
         try:
-            entry.parent.mkdir(mode=0o700, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(temporary, entry)
-        except OSError as exc:
-            log.debug("pipeline cache: cannot write %s: %s", entry, exc)
+            stored: dict[str, object] = {"format": ENTRY_FORMAT, "owner": path, "digest": digest}
+            if isinstance(outcome, Pipeline):
+                stored["pipeline"] = codec.encode(outcome, Pipeline)
+            else:
+                stored["errors"] = codec.encode(outcome, _ERRORS)
+            data = json.dumps(stored, separators=(",", ":")).encode("utf-8")
+        except codec.Unstorable as exc:  # e.g. a value JSON cannot hold exactly: correct, just not cached
+            log.debug("pipeline cache: %s not cached: %s", path, exc)
+            return
+        _write_atomically(entry, data)
+
+    def prune(self, folder: str | os.PathLike[str], shard: int | None = None, shards: int | None = None) -> int:
+        """After a full load of `folder` (or of one shard of it): delete the entries of this folder
+        and shard that this load did not use — their files are gone — and temporary files left by
+        killed processes. Other shards' and other folders' entries are not looked at. Returns how
+        many files were deleted."""
+        if self.directory is None:
+            return 0
+        entries = self.directory / "specs" / hashlib.blake2b(os.fsencode(folder), digest_size=8).hexdigest()
+        used = self._touched.get(entries, set())
+        deleted = 0
+        try:
+            names = os.listdir(entries)
+        except OSError:
+            return 0
+        for name in names:
+            if name.endswith(".tmp"):
+                stale = _older_than(entries / name, STALE_TEMPORARY_SECONDS)
+            else:
+                key, _, rest = name.partition("-")
+                stale = name not in used and rest.endswith(".json") and _in_shard(key, shard, shards)
+            if stale:
+                try:
+                    os.unlink(entries / name)
+                    deleted += 1
+                except OSError:
+                    pass  # another process pruned it first, or it is not ours to delete
+        return deleted
 
     # The worker fast path's index: dag_id → file, for pipelines whose dag_id is not their file name.
     def remember_dag_file(self, folder: str, dag_id: str, path: str) -> None:
@@ -129,38 +200,79 @@ class SpecCache:
             return
         entry = self._index_entry(folder, dag_id)
         try:
-            if entry.exists() and entry.read_text("utf-8") == path:
+            if entry.exists() and os.fsdecode(entry.read_bytes()) == path:
                 return
-            entry.parent.mkdir(mode=0o700, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(path)
-            os.replace(temporary, entry)
-        except OSError as exc:
-            log.debug("pipeline cache: cannot write %s: %s", entry, exc)
+        except OSError:
+            pass
+        _write_atomically(entry, os.fsencode(path))
 
     def recall_dag_file(self, folder: str, dag_id: str) -> str | None:
         if self.directory is None:
             return None
         try:
-            return self._index_entry(folder, dag_id).read_text("utf-8") or None
+            return os.fsdecode(self._index_entry(folder, dag_id).read_bytes()) or None
         except OSError:
             return None
 
+    def forget_dag_file(self, folder: str, dag_id: str) -> None:
+        """Drop an index entry that named a file which no longer holds the dag_id."""
+        if self.directory is None:
+            return
+        try:
+            os.unlink(self._index_entry(folder, dag_id))
+        except OSError:
+            pass
+
     def _index_entry(self, folder: str, dag_id: str) -> Path:
-        key = hashlib.blake2b(f"{folder}\0{dag_id}".encode(), digest_size=16).hexdigest()
+        key = hashlib.blake2b(os.fsencode(f"{folder}\0{dag_id}"), digest_size=16).hexdigest()
         assert self.directory is not None
         return self.directory / "dag-ids" / key
 
 
-def _validate(path: str) -> Outcome:
+def _validate(raw: bytes, path: str) -> Outcome:
     # Imported here: the JSON Schema machinery is only needed when a file changed.
-    from ovh_ai_dagfactory.spec.parse import parse_pipeline_file
+    from ovh_ai_dagfactory.spec.parse import parse_pipeline_bytes
 
     try:
-        return parse_pipeline_file(path)
+        return parse_pipeline_bytes(raw, path)
     except PipelineInvalid as invalid:
         return tuple(invalid.errors)
+
+
+def _write_atomically(entry: Path, data: bytes) -> None:
+    """Write aside, then rename (parsing runs in several processes at once; rename is atomic on
+    POSIX). Whatever fails — a full disk, a timeout signal mid-write — leaves no temporary file."""
+    temporary: str | None = None
+    try:
+        entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, entry)
+        temporary = None
+    except OSError as exc:
+        log.debug("pipeline cache: cannot write %s: %s", entry, exc)
+    finally:
+        if temporary is not None:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+
+
+def _in_shard(key: str, shard: int | None, shards: int | None) -> bool:
+    try:
+        value = int(key, 16)
+    except ValueError:
+        return False  # not an entry name of ours: left alone
+    return not shards or shards <= 1 or value % shards == shard
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False
 
 
 _FINGERPRINT: str | None = None
@@ -174,7 +286,7 @@ def _fingerprint() -> str:
         import ovh_ai_dagfactory
         from ovh_ai_dagfactory import spec
 
-        parts = [ovh_ai_dagfactory.__version__, sys.version, str(pickle.HIGHEST_PROTOCOL)]
+        parts = [ovh_ai_dagfactory.__version__, sys.version, f"entry format {ENTRY_FORMAT}"]
         spec_dir = Path(spec.__file__).parent
         package_dir = spec_dir.parent
         sources = sorted(spec_dir.glob("*.py")) + sorted(package_dir.glob("schemas/*.json"))

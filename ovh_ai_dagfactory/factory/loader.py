@@ -90,7 +90,7 @@ def load_pipelines(
     else:
         files = [path for path in pipeline_files_in(pipelines_folder)
                  if in_shard(path, pipelines_folder, shard, shards)]
-        parsed = [cache.parse(path) for path in files]
+        parsed = [cache.parse(path, pipelines_folder) for path in files]
         _reject_duplicate_dag_ids(parsed, result)
         for item in parsed:
             if item.pipeline is not None and item.path not in result.rejected:
@@ -99,6 +99,7 @@ def load_pipelines(
                 result.rejected[item.path] = item.errors
             if item.pipeline is not None and not item.cached:
                 _index_dag_file(cache, pipelines_folder, item)
+        cache.prune(pipelines_folder, shard, shards)
         for path, errors in result.rejected.items():
             log.warning("pipeline rejected: %s\n%s", path, format_errors(errors))
         result.reported_to_airflow = report_to_dagbag(result.rejected, files)
@@ -141,13 +142,16 @@ class _Builder:
 def _load_one(dag_id: str, folder: Path, shard: int | None, shards: int | None,
               cache: SpecCache, builder: _Builder) -> None:
     """A task run: find and build only `dag_id` (Airflow builds nothing else for the task)."""
-    for path in candidates_for_dag_id(folder, dag_id, cache.recall_dag_file(str(folder), dag_id)):
+    indexed = cache.recall_dag_file(str(folder), dag_id)
+    for path in candidates_for_dag_id(folder, dag_id, indexed):
         if not in_shard(path, folder, shard, shards):
             continue
-        pipeline = cache.parse(path).pipeline
+        pipeline = cache.parse(path, folder).pipeline
         if pipeline is not None and pipeline.dag_id == dag_id:
             builder.build(pipeline, path)
             return
+        if path == indexed:
+            cache.forget_dag_file(str(folder), dag_id)  # the file moved on: the scan finds it again
 
 
 def _reject_duplicate_dag_ids(parsed: list[Parsed], result: LoadResult) -> None:

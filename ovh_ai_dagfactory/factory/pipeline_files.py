@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ovh_ai_dagfactory.spec.checks import default_dag_id
-from ovh_ai_dagfactory.spec.parse import PIPELINE_SUFFIXES, pipeline_files_in
+from ovh_ai_dagfactory.spec.errors import PipelineInvalid
+from ovh_ai_dagfactory.spec.parse import PIPELINE_SUFFIXES, pipeline_files_in, read_pipeline_bytes
 
 FOLDER_ENV = "OVH_AI_DAGFACTORY_PIPELINES_FOLDER"
 DEFAULT_FOLDER_NAME = "pipelines"
@@ -39,8 +40,14 @@ def resolve_folder(folder: str | os.PathLike[str] | None, namespace: dict | None
 def in_shard(path: str, folder: Path, shard: int | None, shards: int | None) -> bool:
     if not shards or shards <= 1:
         return True
+    return shard_key(path, folder) % shards == shard
+
+
+def shard_key(path: str, folder: str | os.PathLike[str]) -> int:
+    """A stable number for the file's path relative to the folder: its shard is this modulo shards
+    (the validation cache names entries by it, so one shard can prune its own)."""
     relative = os.path.relpath(path, folder).replace(os.sep, "/")
-    return zlib.crc32(relative.encode("utf-8")) % shards == shard
+    return zlib.crc32(relative.encode("utf-8", "surrogateescape"))
 
 
 def candidates_for_dag_id(folder: Path, dag_id: str, indexed: str | None) -> Iterator[str]:
@@ -65,8 +72,9 @@ def candidates_for_dag_id(folder: Path, dag_id: str, indexed: str | None) -> Ite
 
 
 def _declared_dag_ids(path: str) -> set[str]:
+    # The parser's own reader: a FIFO or a device named *.yaml is refused at once, never waited on.
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return set(_DAG_ID_LINE.findall(handle.read()))
-    except OSError:
+        raw = read_pipeline_bytes(path)
+    except PipelineInvalid:
         return set()
+    return set(_DAG_ID_LINE.findall(raw.decode("utf-8", errors="replace")))

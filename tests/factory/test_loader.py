@@ -5,6 +5,7 @@ run (Airflow's parsing context) builds only the DAG it needs."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,71 @@ def test_cache_directory_of_another_user_is_refused(tmp_path):
     assert SpecCache.default(shared).directory is None
     assert SpecCache.default(tmp_path / "private").directory is not None
     assert SpecCache.default(False).directory is None
+
+
+def _promptly(call, seconds: float = 30):
+    """`call()`'s result, failing the test instead of hanging when it does not return in time."""
+    outcome: dict = {}
+    worker = threading.Thread(target=lambda: outcome.update(result=call()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still running after {seconds} s"
+    return outcome["result"]
+
+
+@pytest.fixture
+def special_files(write_pipeline, tmp_path) -> Path:
+    """A pipelines folder with a FIFO, a symlink to /dev/zero, a folder named *.yaml, a file name that
+    is not UTF-8 — and valid pipelines, one in a sub-folder with an explicit dag_id."""
+    write_pipeline("valid.yaml", chat_pipeline())
+    write_pipeline("zteam/other.yaml", chat_pipeline(dag_id="elsewhere"))  # scanned after x, z
+    folder = tmp_path / "pipelines"
+    os.mkfifo(folder / "x.yaml")
+    (folder / "z.yaml").symlink_to("/dev/zero")
+    (folder / "folder.yaml").mkdir()
+    os.close(os.open(os.fsencode(folder) + b"/caf\xe9.yaml", os.O_CREAT | os.O_WRONLY, 0o644))
+    return folder
+
+
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no-cache"])
+def test_special_files_are_rejected_at_once_and_never_hide_the_valid_ones(special_files, tmp_path, use_cache):
+    cache_dir = tmp_path / "cache" if use_cache else False
+    result = _promptly(lambda: load_pipelines(special_files, {}, cache_dir=cache_dir))
+    assert sorted(result.dag_ids) == ["elsewhere", "valid"]
+    for name in ("x.yaml", "z.yaml"):
+        [error] = result.rejected[str(special_files / name)]
+        assert (error.line, error.column) == (1, 1) and "not a regular file" in error.message
+    assert str(special_files / "folder.yaml") not in result.loaded.values()  # os.walk lists it as a folder
+    assert os.fsdecode(os.fsencode(special_files) + b"/caf\xe9.yaml") in result.rejected  # empty file
+
+
+@pytest.mark.parametrize("dag_id", ["elsewhere", "x", "z"])
+def test_a_task_run_never_waits_on_a_special_file(special_files, parsing_context, dag_id):
+    """The worker fast path scans the folder for `dag_id:` lines when the name does not tell."""
+    parsing_context(dag_id)
+    result = _promptly(lambda: load_pipelines(special_files, {}, cache_dir=False))
+    assert result.dag_ids == (["elsewhere"] if dag_id == "elsewhere" else [])
+
+
+def test_files_appearing_and_vanishing_during_a_load_never_raise(write_pipeline, tmp_path):
+    write_pipeline("steady.yaml", chat_pipeline())
+    folder = tmp_path / "pipelines"
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            for number in range(20):
+                (folder / f"churn{number}.yaml").write_text(chat_pipeline())
+            for number in range(20):
+                (folder / f"churn{number}.yaml").unlink()
+
+    churner = threading.Thread(target=churn, daemon=True)
+    churner.start()
+    try:
+        for _ in range(15):
+            result = load_pipelines(folder, {}, cache_dir=tmp_path / "cache")
+            assert "steady" in result.dag_ids
+            assert all("internal error" not in error.message for error in result.errors())
+    finally:
+        stop.set()
+        churner.join()
