@@ -39,7 +39,11 @@ __all__ = [
     "BaseOperator",
     "Context",
     "Param",
+    "airflow_dag_checks",
+    "airflow_task_checks",
     "get_parsing_context",
+    "is_airflow_refusal",
+    "is_policy_skip",
     "mask_secret",
     "reset_metadata_db",
     "run_dag_once",
@@ -58,6 +62,82 @@ def dag_serializer() -> type:
     from airflow.serialization.serialized_objects import SerializedDAG
 
     return SerializedDAG
+
+
+# --- DAG factory: what Airflow's DagBag checks on a DAG before it keeps it --------------------------
+# A DAG file's DAGs are checked by the DagBag after the file is imported; a DAG that fails files its
+# error under the DAG FILE's path (the loader file, flagging all of its DAGs). The loader runs the
+# same checks first, per pipeline, so a refused pipeline is reported under its own YAML path.
+# Read from airflow/dag_processing/dagbag.py (3.3: process_file, bag_dag) and
+# airflow/models/dagbag.py (2.11: _process_modules, _bag_dag). Left out: the executor check (our tasks
+# set no executor), `end_from_trigger` (not deferrable), template files (our operators have no
+# template_ext), and duplicate dag_ids across files (the loader checks them against the DagBag).
+def airflow_dag_checks(dag: Any) -> None:
+    """Raise what the DagBag would raise for `dag` itself: `dag.validate()` (timetable/cron, params
+    of a scheduled DAG, ...), the cycle check, and the cluster's `dag_policy`."""
+    from airflow import settings
+
+    dag.validate()
+    if AIRFLOW_V3:
+        dag.check_cycle()
+    else:
+        from airflow.utils.dag_cycle_tester import check_cycle
+
+        check_cycle(dag)
+    _apply_policy(settings.dag_policy, dag)
+
+
+def airflow_task_checks(task: Any) -> None:
+    """Raise what the DagBag would raise for one task: the cluster's `task_policy`."""
+    from airflow import settings
+
+    _apply_policy(settings.task_policy, task)
+
+
+def _apply_policy(policy: Any, target: Any) -> None:
+    # As the DagBag does: a violation or a skip as such, anything else a policy raises wrapped.
+    from airflow.exceptions import (
+        AirflowClusterPolicyError, AirflowClusterPolicySkipDag, AirflowClusterPolicyViolation,
+    )
+
+    try:
+        policy(target)
+    except (AirflowClusterPolicyViolation, AirflowClusterPolicySkipDag):
+        raise
+    except Exception as exc:
+        raise AirflowClusterPolicyError(exc) from exc
+
+
+def is_policy_skip(exc: BaseException) -> bool:
+    """A cluster policy asked to skip the DAG: the DagBag drops it silently, so do we."""
+    from airflow.exceptions import AirflowClusterPolicySkipDag
+
+    return isinstance(exc, AirflowClusterPolicySkipDag)
+
+
+def is_airflow_refusal(exc: BaseException) -> bool:
+    """Airflow refusing a pipeline's value (the user's to fix), as opposed to a bug of ours.
+
+    Every AirflowException: AirflowTimetableInvalid, ParamValidationError, AirflowDagCycleException,
+    DuplicateTaskIdFound, AirflowClusterPolicyViolation / ...Error, AirflowDagInconsistent (2.11),
+    and on 2.11 the DAG constructor's own refusals (dag_id, tags). Plus a ValueError raised inside
+    Airflow's code: 3.x's DAG validators (tags, dag_id, catchup, params, max_active_runs) and 2.11's
+    DAG constructor (start_date) raise plain ValueError. A ValueError from our code, or any other
+    exception, is ours.
+    """
+    if isinstance(exc, AirflowException):  # on 3.x the core class is the SDK's
+        return True
+    return isinstance(exc, ValueError) and _raised_inside_airflow(exc)
+
+
+def _raised_inside_airflow(exc: BaseException) -> bool:
+    traceback = exc.__traceback__
+    if traceback is None:
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    module = traceback.tb_frame.f_globals.get("__name__", "")
+    return module == "airflow" or module.startswith("airflow.")
 
 
 # --- Running a DAG locally through Airflow (`ovh-ai-dagfactory run`, and the test suite) --------

@@ -1,15 +1,32 @@
 """Pipeline spec → Airflow DAG: one operator per step, the pipeline's DAG arguments, its edges.
 
-What each argument is comes from `mapping` (shared with `render`); this module only constructs.
+What each argument is comes from `mapping` (shared with `render`); this module only constructs,
+and — for the loader — runs the checks Airflow's DagBag runs on every DAG it finds, so that what
+Airflow would refuse is reported against the pipeline file, at the key it comes from.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, NoReturn
 
-from ovh_ai_dagfactory.compat import DAG
+from ovh_ai_dagfactory.compat import (
+    DAG, airflow_dag_checks, airflow_task_checks, is_airflow_refusal, is_policy_skip,
+)
 from ovh_ai_dagfactory.factory.mapping import dag_arguments, step_arguments
-from ovh_ai_dagfactory.spec.model import Pipeline
+from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
+from ovh_ai_dagfactory.spec.model import Pipeline, Position, Step
+
+#: When Airflow refuses the DAG's arguments, each is left out in turn, in this order, to find the
+#: one it refuses: the first whose absence makes Airflow accept the DAG is reported. Arguments that
+#: only matter together (catchup without start_date) are blamed on the first of them listed here.
+_BLAME_ORDER = ("params", "tags", "catchup", "max_active_runs", "end_date", "start_date", "schedule",
+                "default_args", "description", "doc_md")
+#: The pipeline key each DAG argument comes from, where they differ.
+_KEY_OF_ARGUMENT = {"doc_md": "description"}
+
+
+class SkippedByPolicy(Exception):
+    """A cluster policy asked Airflow to skip this DAG (AirflowClusterPolicySkipDag): not an error."""
 
 
 def build_dag(pipeline: Pipeline, *, fileloc: str | None = None, source_label: str | None = None) -> Any:
@@ -18,6 +35,37 @@ def build_dag(pipeline: Pipeline, *, fileloc: str | None = None, source_label: s
     `fileloc` is the Python file Airflow should re-parse to find this DAG again (the loader file);
     `source_label` is how doc_md names the pipeline file (a relative path reads best).
     """
+    return _construct(pipeline, fileloc, source_label, building=[])
+
+
+def build_checked_dag(pipeline: Pipeline, *, fileloc: str | None = None, source_label: str | None = None) -> Any:
+    """`build_dag`, then the checks Airflow's DagBag runs before keeping a DAG.
+
+    What Airflow refuses raises PipelineInvalid, positioned at the key the refused value comes from
+    (a cron Airflow cannot read at `schedule:`, a task option at its step); a cluster policy's skip
+    raises SkippedByPolicy; anything else is a bug of ours and propagates as it is.
+    """
+    building: list[Step] = []
+    try:
+        dag = _construct(pipeline, fileloc, source_label, building)
+    except Exception as exc:
+        _reraise_as_refusal(exc, lambda: _step_error(pipeline, building[0], exc) if building
+                            else _dag_error(pipeline, exc))
+    try:
+        airflow_dag_checks(dag)
+    except Exception as exc:
+        _reraise_as_refusal(exc, lambda: _dag_error(pipeline, exc, checks=True))
+    for step in pipeline.steps:
+        try:
+            airflow_task_checks(dag.task_dict[step.step_id])
+        except Exception as exc:
+            _reraise_as_refusal(exc, lambda: _step_error(pipeline, step, exc))
+    return dag
+
+
+def _construct(pipeline: Pipeline, fileloc: str | None, source_label: str | None, building: list[Step]) -> Any:
+    """The DAG; `building` holds the step whose task is being constructed, so that an error raised
+    there can be reported at that step."""
     from ovh_ai_dagfactory.factory.step_operators import OPERATOR_BY_KIND
 
     upstream = {step.step_id: pipeline.upstream_of(step.step_id) for step in pipeline.steps}
@@ -27,10 +75,79 @@ def build_dag(pipeline: Pipeline, *, fileloc: str | None = None, source_label: s
     kinds = {step.step_id: step.kind for step in pipeline.steps}
     tasks: dict[str, Any] = {}
     for step in pipeline.steps:
+        building[:] = [step]
         operator = OPERATOR_BY_KIND[step.kind](dag=dag, **step_arguments(step, pipeline))
         operator.pipeline_step_kinds = kinds
         tasks[step.step_id] = operator
+    building.clear()
     for step_id, upstream_ids in upstream.items():
         for upstream_id in upstream_ids:
             tasks[step_id].set_upstream(tasks[upstream_id])
     return dag
+
+
+def _reraise_as_refusal(exc: Exception, error: Callable[[], PipelineError]) -> NoReturn:
+    """Airflow's refusal → PipelineInvalid with `error()`; a policy's skip → SkippedByPolicy;
+    anything else unchanged (a bug of ours: the loader reports it as such)."""
+    if is_policy_skip(exc):
+        raise SkippedByPolicy(str(exc)) from exc
+    if not is_airflow_refusal(exc):
+        raise exc
+    raise PipelineInvalid([error()]) from exc
+
+
+def _dag_error(pipeline: Pipeline, exc: Exception, checks: bool = False) -> PipelineError:
+    argument = _refused_argument(pipeline, checks)
+    if argument is None:
+        where, what = Position(1, 1), "this pipeline"
+    elif argument == "dag_id":
+        where, what = pipeline.dag_id_position, "the dag_id"
+    else:
+        key = _KEY_OF_ARGUMENT.get(argument, argument)
+        where, what = pipeline.position_of(key), f"`{key}`"
+    return PipelineError(pipeline.source_file, where.line, where.column,
+                         f"Airflow refuses {what}: {_reason(exc)}", _hint(exc))
+
+
+def _step_error(pipeline: Pipeline, step: Step, exc: Exception) -> PipelineError:
+    return PipelineError(pipeline.source_file, step.position.line, step.position.column,
+                         f"Airflow refuses step '{step.step_id}': {_reason(exc)}", _hint(exc))
+
+
+def _refused_argument(pipeline: Pipeline, checks: bool) -> str | None:
+    """Which DAG argument Airflow refuses: the first whose absence makes a bare DAG (no tasks)
+    pass construction (and, for errors found by the checks, `dag.validate()`). Runs only after a
+    refusal, so its cost does not count."""
+    arguments = dag_arguments(pipeline, pipeline.source_file)
+
+    def accepted(candidate: dict[str, Any]) -> bool:
+        try:
+            dag = DAG(**candidate)
+            if checks:
+                dag.validate()
+        except Exception:  # noqa: BLE001 - any refusal: this is a search, the real error is reported
+            return False
+        return True
+
+    if not accepted({"dag_id": pipeline.dag_id, "schedule": None}):
+        return "dag_id"
+    if accepted(arguments):
+        return None  # the DAG alone is fine: the tasks or their edges are refused
+    for name in _BLAME_ORDER:
+        if name in arguments and accepted({key: value for key, value in arguments.items() if key != name}):
+            return name
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    text = f"{exc} ({type(exc).__name__})"
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in str(exc):
+        text += f": {cause}"  # e.g. the param that a "not allowed to define a Schedule" error is about
+    return text
+
+
+def _hint(exc: BaseException) -> str | None:
+    if type(exc).__name__.startswith("AirflowClusterPolicy"):
+        return "this Airflow installation's cluster policy refuses it; ask its administrators what it requires"
+    return None

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from ovh_ai_dagfactory.factory.cache import Parsed, SpecCache
-from ovh_ai_dagfactory.factory.import_errors import format_errors, report_to_dagbag
+from ovh_ai_dagfactory.factory.import_errors import format_errors, importing_dagbag, report_to_dagbag
 from ovh_ai_dagfactory.factory.pipeline_files import candidates_for_dag_id, in_shard, resolve_folder
 from ovh_ai_dagfactory.spec.checks import default_dag_id
 from ovh_ai_dagfactory.spec.parse import pipeline_files_in
-from ovh_ai_dagfactory.spec.errors import PipelineError
+from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
 from ovh_ai_dagfactory.spec.model import Pipeline, Position
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,8 @@ def load_pipelines(
     loader_file = namespace.get("__file__")
     cache = SpecCache.default(cache_dir)
     result = LoadResult(folder=pipelines_folder, only_dag_id=_requested_dag_id())
-    builder = _Builder(result, namespace, loader_file, pipelines_folder)
+    dagbag = importing_dagbag()
+    builder = _Builder(result, namespace, loader_file, pipelines_folder, dagbag)
 
     if result.only_dag_id:
         _load_one(result.only_dag_id, pipelines_folder, shard, shards, cache, builder)
@@ -102,35 +103,64 @@ def load_pipelines(
         cache.prune(pipelines_folder, shard, shards)
         for path, errors in result.rejected.items():
             log.warning("pipeline rejected: %s\n%s", path, format_errors(errors))
-        result.reported_to_airflow = report_to_dagbag(result.rejected, files)
+        if dagbag is not None:
+            result.reported_to_airflow = report_to_dagbag(result.rejected, files, dagbag)
 
     result.cache_hits, result.cache_misses = cache.hits, cache.misses
     return result
 
 
 class _Builder:
-    """Builds DAGs into the namespace; a pipeline Airflow itself refuses is rejected, not raised."""
+    """Builds DAGs into the namespace. A pipeline Airflow would refuse is rejected with a positioned
+    error; an unexpected exception (a bug of ours) rejects the file as an internal error: neither
+    is raised, since Airflow would then drop every DAG of the loader file."""
 
     def __init__(self, result: LoadResult, namespace: MutableMapping[str, Any],
-                 loader_file: str | None, folder: Path) -> None:
+                 loader_file: str | None, folder: Path, dagbag: Any | None) -> None:
         self.result = result
         self.namespace = namespace
         self.loader_file = loader_file
+        self.dagbag = dagbag
         self.label_base = os.path.dirname(os.path.abspath(loader_file)) if loader_file else str(folder.parent)
 
     def build(self, pipeline: Pipeline, path: str) -> None:
-        from ovh_ai_dagfactory.factory.builder import build_dag
+        from ovh_ai_dagfactory.factory.builder import SkippedByPolicy, build_checked_dag
 
-        try:
-            dag = build_dag(pipeline, fileloc=self.loader_file, source_label=self._label(path))
-        except Exception as exc:  # Airflow's own checks (e.g. a cron it cannot read): the user's to fix
+        elsewhere = self._dag_id_taken_elsewhere(pipeline.dag_id)
+        if elsewhere:
+            position = pipeline.dag_id_position
             self.result.rejected[path] = (PipelineError(
-                path, 1, 1, f"Airflow refused this pipeline: {type(exc).__name__}: {exc}"),)
+                path, position.line, position.column, f"dag_id '{pipeline.dag_id}' is already used by {elsewhere}",
+                "each DAG needs its own dag_id (it defaults to the pipeline file's name)"),)
+            return
+        try:
+            dag = build_checked_dag(pipeline, fileloc=self.loader_file, source_label=self._label(path))
+        except PipelineInvalid as refused:  # Airflow's own checks: the user's to fix, at its position
+            self.result.rejected[path] = tuple(refused.errors)
+            return
+        except SkippedByPolicy as skipped:
+            log.info("pipeline %s skipped by the cluster policy: %s", path, skipped)
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: reported as such, never raised
+            log.exception("internal error of ovh-ai-dagfactory while building the DAG of %s", path)
+            self.result.rejected[path] = (PipelineError(
+                path, 1, 1, f"internal error of ovh-ai-dagfactory ({type(exc).__name__}: {str(exc)[:200]}) while "
+                "building the DAG of this pipeline",
+                "this is a bug in ovh-ai-dagfactory, not in your file: please report it with the file attached "
+                "and the traceback from the DAG processor's log", internal=True),)
             return
         # Keyed by a prefix so a dag_id never shadows a name of the loader file (like load_pipelines).
         self.namespace[f"pipeline__{pipeline.dag_id}"] = dag
         self.result.loaded[pipeline.dag_id] = path
         self.result.dags[pipeline.dag_id] = dag
+
+    def _dag_id_taken_elsewhere(self, dag_id: str) -> str | None:
+        """The other DAG file of the importing DagBag that already holds `dag_id` (Airflow would
+        refuse ours with AirflowDagDuplicatedIdException, filed under the loader file)."""
+        dags = getattr(self.dagbag, "dags", None)
+        existing = dags.get(dag_id) if isinstance(dags, dict) else None
+        fileloc = getattr(existing, "fileloc", None)
+        return fileloc if existing is not None and fileloc != self.loader_file else None
 
     def _label(self, path: str) -> str:
         # String work only: resolving symlinks costs a syscall per path component, per DAG.
