@@ -9,6 +9,7 @@ editing this file.
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
@@ -103,8 +104,6 @@ def test_a_real_unexpected_response_error_round_trips_without_the_token(stub_con
 
 
 def _airflow_serialized_text(error: Exception) -> str:
-    import json
-
     from airflow.serialization.serialized_objects import BaseSerialization
 
     return json.dumps(BaseSerialization.serialize(error))
