@@ -46,7 +46,7 @@ class PipelineChecks:
         self.defaults = defaults if isinstance(defaults, dict) else {}
 
     def errors(self) -> list[PipelineError]:
-        found = [*self._dag_id(), *self._dates(), *self._schedule(), *self._catchup(), *self._durations()]
+        found = [*self._dag_id(), *self._dates(), *self._schedule(), *self._durations()]
         edges: dict[str, list[str]] = {sid: [] for sid in self.steps}
         for step_id, step in self.steps.items():
             found.extend(self._models(step_id, step))
@@ -92,6 +92,7 @@ class PipelineChecks:
             return  # null is manual; other types are the schema's to report
         problem = schedule_problem(schedule)
         if problem is None:
+            yield from self._start_date(schedule)
             yield from self._continuous(schedule)
             return
         if schedule.strip().startswith("@"):
@@ -102,12 +103,13 @@ class PipelineChecks:
                 "month (1-12) day-of-week (0-6), e.g. '0 6 * * 1-5'; or a preset such as '@daily'")
         yield self._error(("schedule",), f"'schedule' is not a cron expression Airflow accepts: {problem}", hint)
 
-    def _catchup(self) -> Iterator[PipelineError]:
-        # Airflow 3 refuses a scheduled DAG that catches up from no start date (2.11 would fail later,
-        # when scheduling); one rule for both lines.
-        if self.data.get("catchup") is True and self.data.get("schedule") is not None and "start_date" not in self.data:
-            yield self._error(("catchup",), "'catchup: true' needs a 'start_date' to catch up from",
-                              "add 'start_date' (e.g. 2024-01-01), or set 'catchup: false'")
+    def _start_date(self, schedule: str) -> Iterator[PipelineError]:
+        # Airflow 2.11 refuses a schedule without a start date, and Airflow 3 one that catches up from
+        # none; one rule for both lines.
+        if schedule and "start_date" not in self.data:
+            yield self._error(("schedule",), "a scheduled pipeline needs a 'start_date': the first date its "
+                              "schedule counts from", "add 'start_date' (e.g. 2024-01-01), or set 'schedule: null' "
+                              "for manual runs only")
 
     def _continuous(self, schedule: str) -> Iterator[PipelineError]:
         """Airflow refuses a continuous DAG that may run twice at once (its default allows 16)."""

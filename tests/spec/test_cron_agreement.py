@@ -72,7 +72,7 @@ def test_continuous_needs_one_active_run_in_airflow_and_in_validate() -> None:
 
     with pytest.raises(Exception, match="max_active_runs"):
         DAG(dag_id="continuous", schedule="@continuous", start_date=datetime(2024, 1, 1, tzinfo=timezone.utc))
-    text = "schedule: '@continuous'\nsteps:\n  a: {type: chat, model: m, messages: [{role: user, content: x}]}\n"
+    text = "schedule: '@continuous'\nstart_date: 2024-01-01\nsteps:\n  a: {type: chat, model: m, messages: [{role: user, content: x}]}\n"
     with pytest.raises(PipelineInvalid) as caught:
         parse_pipeline_text(text, "continuous.yaml")
     assert [(e.line, e.column) for e in caught.value.errors] == [(1, 11)]
