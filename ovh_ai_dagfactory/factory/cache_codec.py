@@ -168,7 +168,10 @@ def _mapping(value_type: Any) -> tuple[Encoder, Decoder, frozenset[str]]:
 def _dataclass(cls: type) -> tuple[Encoder, Decoder, frozenset[str]]:
     hints = typing.get_type_hints(cls)
     fields = [(field.name, *_codec(hints[field.name])[:2]) for field in dataclasses.fields(cls)]
-    names = frozenset(name for name, _, _ in fields)
+    # Decoding is the warm path of every DAG-folder parse: a field of plain JSON type (str, int,
+    # Literal, ...) is checked inline instead of through a call, and `X | None` skips the union.
+    plan = [(name, *_fast_decoder(hints[name], decode_field)) for name, _, decode_field in fields]
+    count = len(fields)
     # Rebuilt as pickle did, without calling __init__: the values were validated when first built.
     rebuild_by_dict = not hasattr(cls, "__slots__")
 
@@ -178,9 +181,16 @@ def _dataclass(cls: type) -> tuple[Encoder, Decoder, frozenset[str]]:
         return {name: encode_field(getattr(value, name)) for name, encode_field, _ in fields}
 
     def decode_object(data: Any) -> Any:
-        if type(data) is not dict or data.keys() != names:
+        if type(data) is not dict or len(data) != count:
             raise Unstorable(f"not a stored {cls.__name__}")
-        values = {name: decode_field(data[name]) for name, _, decode_field in fields}
+        values = {}
+        for name, plain_types, decode_field in plan:
+            item = data[name]  # KeyError for a missing field: with the count, exactly these fields
+            if plain_types is None:
+                item = decode_field(item)
+            elif type(item) not in plain_types:
+                raise Unstorable(f"{cls.__name__}.{name}: {type(item).__name__} is not stored here")
+            values[name] = item
         if not rebuild_by_dict:
             return cls(**values)
         instance = object.__new__(cls)
@@ -188,6 +198,34 @@ def _dataclass(cls: type) -> tuple[Encoder, Decoder, frozenset[str]]:
         return instance
 
     return encode_object, decode_object, frozenset({"dict"})
+
+
+def _fast_decoder(annotation: Any, decode_field: Decoder) -> tuple[tuple[type, ...] | None, Decoder]:
+    """(the JSON types that decode to themselves, or None; else the decoder to call)."""
+    plain = _plain_types(annotation)
+    if plain is not None:
+        return plain, decode_field
+    members = typing.get_args(annotation)
+    if (typing.get_origin(annotation) is typing.Union or type(annotation).__name__ == "UnionType") \
+            and len(members) == 2 and type(None) in members:
+        [inner] = [member for member in members if member is not type(None)]
+        decode_inner = _codec(inner)[1]
+
+        def decode_optional(data: Any) -> Any:
+            return None if data is None else decode_inner(data)
+
+        return None, decode_optional
+    return None, decode_field
+
+
+def _plain_types(annotation: Any) -> tuple[type, ...] | None:
+    if annotation in _SCALARS:
+        return _SCALARS[annotation]
+    members = typing.get_args(annotation)
+    if (typing.get_origin(annotation) is typing.Union or type(annotation).__name__ == "UnionType") \
+            and all(member in _SCALARS for member in members):
+        return tuple(kind for member in members for kind in _SCALARS[member])
+    return None
 
 
 def _union(members: tuple[Any, ...]) -> tuple[Encoder, Decoder, frozenset[str]]:
