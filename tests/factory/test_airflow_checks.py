@@ -22,7 +22,7 @@ from ovh_ai_dagfactory.spec.errors import PipelineInvalid
 from ovh_ai_dagfactory.spec.parse import parse_pipeline_text
 from tests.factory.conftest import chat_pipeline
 
-#: Passes validation (Airflow's start_date rule is not the spec's), refused by Airflow's DAG.
+#: Refused by Airflow's DAG constructor (and, since it learnt Airflow's rule, by validation too).
 CATCHUP_WITHOUT_START = """\
 description: catch up on what?
 schedule: "@daily"
@@ -77,9 +77,9 @@ def cluster_policy(airflow_major):
 def test_a_dag_argument_airflow_refuses_is_reported_at_its_key(airflow_major):
     """Built from a spec object directly: whether validation catches this too is the spec's business;
     here Airflow's own DAG constructor refuses it and the builder says where."""
-    valid = parse_pipeline_text(CATCHUP_WITHOUT_START.replace("catchup: true", "catchup: false"), "catchup.yaml")
+    valid = parse_pipeline_text(CATCHUP_WITHOUT_START + "start_date: 2024-01-01\n", "catchup.yaml")
     with pytest.raises(PipelineInvalid) as refused:
-        build_checked_dag(dataclasses.replace(valid, catchup=True))
+        build_checked_dag(dataclasses.replace(valid, catchup=True, start_date=None))
     [error] = refused.value.errors
     # 3.x refuses catchup without start_date; 2.11 refuses any schedule without start_date.
     key = "catchup" if airflow_major >= 3 else "schedule"
