@@ -41,7 +41,7 @@ def to_pipeline(data: dict[str, Any], positions: PositionIndex, source_file: str
         tags=tuple(data.get("tags") or ()),
         default_args=_default_args(data.get("default_args") or {}),
         connection=data.get("connection"),
-        max_active_runs=data.get("max_active_runs"),
+        max_active_runs=_integer(data.get("max_active_runs")),
         params=dict(data.get("params") or {}),
         dag_id_position=Position(*top_level["dag_id"]) if "dag_id" in top_level else Position(1, 1),
         field_positions={name: Position(*where) for name, where in top_level.items()},
@@ -62,7 +62,7 @@ def _step(step_id: str, raw: dict[str, Any], position: Position) -> Step:
         return ChatStep(
             messages=tuple(Message(role=m["role"], content=m["content"]) for m in raw["messages"]),
             temperature=raw.get("temperature"),
-            max_tokens=raw.get("max_tokens"),
+            max_tokens=_integer(raw.get("max_tokens")),
             top_p=raw.get("top_p"),
             stop=tuple(stop) if isinstance(stop, list) else stop,
             **common,
@@ -75,7 +75,7 @@ def _step(step_id: str, raw: dict[str, Any], position: Position) -> Step:
 
 def _options(raw: dict[str, Any]) -> TaskOptions:
     return TaskOptions(
-        retries=raw.get("retries"),
+        retries=_integer(raw.get("retries")),
         retry_delay=_duration(raw.get("retry_delay")),
         execution_timeout=_duration(raw.get("execution_timeout")),
         connection=raw.get("connection"),
@@ -86,7 +86,7 @@ def _default_args(raw: dict[str, Any]) -> DefaultArgs:
     email = raw.get("email")
     return DefaultArgs(
         owner=raw.get("owner"),
-        retries=raw.get("retries"),
+        retries=_integer(raw.get("retries")),
         retry_delay=_duration(raw.get("retry_delay")),
         execution_timeout=_duration(raw.get("execution_timeout")),
         email=(email,) if isinstance(email, str) else tuple(email or ()),
@@ -94,6 +94,11 @@ def _default_args(raw: dict[str, Any]) -> DefaultArgs:
         email_on_retry=raw.get("email_on_retry"),
         depends_on_past=raw.get("depends_on_past"),
     )
+
+
+def _integer(value: Any) -> int | None:
+    """JSON Schema counts 3.0 as an integer; Airflow and the API want an int, so 3.0 becomes 3."""
+    return int(value) if isinstance(value, float) else value
 
 
 def _duration(value: Any):  # type: ignore[no-untyped-def]

@@ -169,3 +169,10 @@ def test_empty_value_where_a_string_is_expected() -> None:
         parse_pipeline_text(MINIMAL.replace("[{role: user, content: Hello}]", "\n      - role: user\n        content:"), "p.yaml")
     (error,) = caught.value.errors
     assert "got null" in error.message and "empty" in (error.hint or "")
+
+
+def test_integral_floats_become_integers() -> None:
+    text = MINIMAL.replace("messages:", "max_tokens: 500.0\n    retries: 2.0\n    messages:") + "max_active_runs: 1.0\n"
+    pipeline = parse_pipeline_text(text, "p.yaml")
+    (step,) = pipeline.steps
+    assert [type(value) for value in (pipeline.max_active_runs, step.max_tokens, step.options.retries)] == [int] * 3
