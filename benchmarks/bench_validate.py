@@ -65,7 +65,6 @@ def timed(action) -> float:  # type: ignore[no-untyped-def]
 
 def in_process(paths: list[str], *, validate_schema: bool) -> float:
     from ovh_ai_dagfactory.spec import parse_pipeline_file
-
     from ovh_ai_dagfactory.spec.references import step_references
 
     parse_pipeline_file(paths[0], validate_schema=validate_schema)  # compile the validator first

@@ -19,14 +19,14 @@ if AIRFLOW_V3:
     from airflow.sdk import DAG, BaseHook, BaseOperator, Context, Param, get_parsing_context
     from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
     from airflow.sdk.log import mask_secret  # also tells the supervisor process to mask it
-else:  # Airflow 2.11
-    from airflow.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
-    from airflow.hooks.base import BaseHook
-    from airflow.models import DAG, BaseOperator
-    from airflow.models.param import Param
-    from airflow.utils.context import Context
-    from airflow.utils.dag_parsing_context import get_parsing_context
-    from airflow.utils.log.secrets_masker import mask_secret
+else:  # Airflow 2.11 (mypy reads Airflow 3, where these names do not exist: ignored below)
+    from airflow.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException  # type: ignore
+    from airflow.hooks.base import BaseHook  # type: ignore
+    from airflow.models import DAG, BaseOperator  # type: ignore
+    from airflow.models.param import Param  # type: ignore
+    from airflow.utils.context import Context  # type: ignore
+    from airflow.utils.dag_parsing_context import get_parsing_context  # type: ignore
+    from airflow.utils.log.secrets_masker import mask_secret  # type: ignore
 
 __all__ = [
     "AIRFLOW_V3",
@@ -97,7 +97,9 @@ def airflow_task_checks(task: Any) -> None:
 def _apply_policy(policy: Any, target: Any) -> None:
     # As the DagBag does: a violation or a skip as such, anything else a policy raises wrapped.
     from airflow.exceptions import (
-        AirflowClusterPolicyError, AirflowClusterPolicySkipDag, AirflowClusterPolicyViolation,
+        AirflowClusterPolicyError,
+        AirflowClusterPolicySkipDag,
+        AirflowClusterPolicyViolation,
     )
 
     try:

@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate, render and run YAML pipelines of OVHcloud AI Endpoints steps.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    from ovh_ai_dagfactory.cli import validate_command, schema_command
+    from ovh_ai_dagfactory.cli import schema_command, validate_command
 
     validate_command.register(commands)
     schema_command.register(commands)

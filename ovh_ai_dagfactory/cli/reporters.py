@@ -59,4 +59,4 @@ class JsonReporter:
         self.stream.write("\n")
 
 
-REPORTERS = {"text": TextReporter, "json": JsonReporter}
+REPORTERS: dict[str, type[TextReporter | JsonReporter]] = {"text": TextReporter, "json": JsonReporter}

@@ -58,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INTERNAL if internal else EXIT_FAILED
     pipelines = [(file, pipeline) for file, pipeline in parsed if pipeline is not None]
     _use_local_airflow_home(args.home.absolute(), verbose=args.verbose)
-    from ovh_ai_dagfactory.factory import local_run as local_airflow  # imports Airflow: only after the environment is set
+    from ovh_ai_dagfactory.factory import (
+        local_run as local_airflow,  # imports Airflow: only after the environment is set
+    )
 
     local_airflow.prepare_metadata_db(args.home.absolute())
     needed = sorted({conn_id for _, pipeline in pipelines for conn_id in _connection_ids(pipeline)})
@@ -146,5 +148,6 @@ def _logical_date(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date: {text!r} (use 2024-01-31 or 2024-01-31T06:00:00+00:00)")
+        raise argparse.ArgumentTypeError(
+            f"not a date: {text!r} (use 2024-01-31 or 2024-01-31T06:00:00+00:00)") from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

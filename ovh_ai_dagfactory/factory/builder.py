@@ -7,10 +7,16 @@ Airflow would refuse is reported against the pipeline file, at the key it comes 
 
 from __future__ import annotations
 
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NoReturn
 
 from ovh_ai_dagfactory.compat import (
-    DAG, airflow_dag_checks, airflow_task_checks, is_airflow_refusal, is_policy_skip,
+    DAG,
+    airflow_dag_checks,
+    airflow_task_checks,
+    is_airflow_refusal,
+    is_policy_skip,
 )
 from ovh_ai_dagfactory.factory.mapping import dag_arguments, step_arguments
 from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
@@ -49,17 +55,18 @@ def build_checked_dag(pipeline: Pipeline, *, fileloc: str | None = None, source_
     try:
         dag = _construct(pipeline, fileloc, source_label, building)
     except Exception as exc:
-        _reraise_as_refusal(exc, lambda: _step_error(pipeline, building[0], exc) if building
-                            else _dag_error(pipeline, exc))
+        step = building[0] if building else None
+        where = partial(_step_error, pipeline, step, exc) if step else partial(_dag_error, pipeline, exc)
+        _reraise_as_refusal(exc, where)
     try:
         airflow_dag_checks(dag)
     except Exception as exc:
-        _reraise_as_refusal(exc, lambda: _dag_error(pipeline, exc, checks=True))
+        _reraise_as_refusal(exc, partial(_dag_error, pipeline, exc, checks=True))
     for step in pipeline.steps:
         try:
             airflow_task_checks(dag.task_dict[step.step_id])
         except Exception as exc:
-            _reraise_as_refusal(exc, lambda: _step_error(pipeline, step, exc))
+            _reraise_as_refusal(exc, partial(_step_error, pipeline, step, exc))
     return dag
 
 
@@ -88,7 +95,8 @@ def _construct(pipeline: Pipeline, fileloc: str | None, source_label: str | None
 
 def _reraise_as_refusal(exc: Exception, error: Callable[[], PipelineError]) -> NoReturn:
     """Airflow's refusal → PipelineInvalid with `error()`; a policy's skip → SkippedByPolicy;
-    anything else unchanged (a bug of ours: the loader reports it as such)."""
+    anything else unchanged (a bug of ours: the loader reports it as such). `error` is called only
+    for a refusal: finding the refused argument rebuilds the DAG, which only a refusal may pay for."""
     if is_policy_skip(exc):
         raise SkippedByPolicy(str(exc)) from exc
     if not is_airflow_refusal(exc):

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
@@ -131,7 +132,7 @@ def _decode_timedelta(data: Any) -> timedelta:
     return timedelta(days=days, seconds=seconds, microseconds=microseconds)
 
 
-def _sequence(origin: type, arguments: tuple[Any, ...]) -> tuple[Encoder, Decoder, frozenset[str]]:
+def _sequence(origin: Any, arguments: tuple[Any, ...]) -> tuple[Encoder, Decoder, frozenset[str]]:
     if origin is tuple and not (len(arguments) == 2 and arguments[1] is Ellipsis):
         raise TypeError(f"the cache codec stores tuple[X, ...] only, not tuple{list(arguments)}")
     encode_item, decode_item, _ = _codec(arguments[0])
@@ -193,7 +194,7 @@ def _dataclass(cls: type) -> tuple[Encoder, Decoder, frozenset[str]]:
             values[name] = item
         if not rebuild_by_dict:
             return cls(**values)
-        instance = object.__new__(cls)
+        instance: Any = object.__new__(cls)
         instance.__dict__.update(values)
         return instance
 
@@ -272,10 +273,12 @@ def _discriminated(members: list[Any]) -> Decoder:
     for name in defaults[0]:
         tags = [default.get(name) for default in defaults]
         if None not in tags and len(set(tags)) == len(tags):
-            decoders = {tag: _codec(member)[1] for tag, member in zip(tags, members)}
-
-            def decode_tagged(data: Any) -> Any:
-                return decoders[data[name]](data)
-
-            return decode_tagged
+            return _tagged_decoder(name, {tag: _codec(member)[1] for tag, member in zip(tags, members, strict=True)})
     raise TypeError(f"the cache codec cannot tell {members} apart: no field with a distinct default in each")
+
+
+def _tagged_decoder(tag_field: str, decoders: dict[Any, Decoder]) -> Decoder:
+    def decode_tagged(data: Any) -> Any:
+        return decoders[data[tag_field]](data)
+
+    return decode_tagged

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from ovh_ai_dagfactory.spec.errors import PipelineError
@@ -43,7 +44,7 @@ def format_errors(errors: Iterable[PipelineError]) -> str:
 
 def importing_dagbag() -> Any | None:
     """The Airflow DagBag currently importing the calling DAG file, if there is one."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     for _ in range(_MAX_FRAMES):
         if frame is None:
             return None

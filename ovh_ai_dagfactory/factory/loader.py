@@ -24,9 +24,9 @@ from ovh_ai_dagfactory.factory.cache import Parsed, SpecCache
 from ovh_ai_dagfactory.factory.import_errors import format_errors, importing_dagbag, report_to_dagbag
 from ovh_ai_dagfactory.factory.pipeline_files import candidates_for_dag_id, in_shard, resolve_folder
 from ovh_ai_dagfactory.spec.checks import default_dag_id
-from ovh_ai_dagfactory.spec.parse import pipeline_files_in
 from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
 from ovh_ai_dagfactory.spec.model import Pipeline, Position
+from ovh_ai_dagfactory.spec.parse import pipeline_files_in
 
 log = logging.getLogger(__name__)
 

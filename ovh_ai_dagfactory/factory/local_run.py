@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from ovh_ai_dagfactory.compat import (
-    AIRFLOW_VERSION, AirflowNotFoundException, BaseHook, reset_metadata_db, run_dag_once, xcom_of,
+    AIRFLOW_VERSION,
+    AirflowNotFoundException,
+    BaseHook,
+    reset_metadata_db,
+    run_dag_once,
+    xcom_of,
 )
 from ovh_ai_dagfactory.factory.builder import build_dag
 from ovh_ai_dagfactory.spec.model import Pipeline

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from ovh_ai_dagfactory.spec.checks import default_dag_id
 from ovh_ai_dagfactory.spec.errors import PipelineInvalid
@@ -25,7 +26,7 @@ DEFAULT_FOLDER_NAME = "pipelines"
 _DAG_ID_LINE = re.compile(r"""^dag_id[ \t]*:[ \t]*["']?([\w.-]+)["']?[ \t]*(?:#.*)?$""", re.MULTILINE)
 
 
-def resolve_folder(folder: str | os.PathLike[str] | None, namespace: dict | None) -> Path:
+def resolve_folder(folder: str | os.PathLike[str] | None, namespace: Mapping[str, Any] | None) -> Path:
     """The folder argument; else $OVH_AI_DAGFACTORY_PIPELINES_FOLDER; else `pipelines/` next to the
     loader file (inside the DAG folder, so it ships with the DAGs: git-sync, images, bundles)."""
     if folder is not None:

@@ -131,7 +131,7 @@ class OVHCloudAIEndpointsHook(BaseHook):
         client = self.get_conn()
         with self._translated_errors("chat completion", model):
             raw = client.chat.completions.with_raw_response.create(
-                model=model, messages=messages, **self._with_auth(params)
+                model=model, messages=messages, **self._with_auth(params)  # type: ignore[arg-type]
             )
         return self._parsed(raw, "chat completion", model)
 

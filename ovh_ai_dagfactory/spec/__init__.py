@@ -2,10 +2,22 @@
 
 from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
 from ovh_ai_dagfactory.spec.model import (
-    ChatStep, DefaultArgs, EmbeddingStep, Message, Pipeline, Position, Step, TaskOptions,
+    ChatStep,
+    DefaultArgs,
+    EmbeddingStep,
+    Message,
+    Pipeline,
+    Position,
+    Step,
+    TaskOptions,
 )
 from ovh_ai_dagfactory.spec.parse import (
-    PathNotFound, ValidationReport, parse_pipeline_file, parse_pipeline_text, pipeline_files, validate_paths,
+    PathNotFound,
+    ValidationReport,
+    parse_pipeline_file,
+    parse_pipeline_text,
+    pipeline_files,
+    validate_paths,
 )
 
 __all__ = [

@@ -13,7 +13,14 @@ from ovh_ai_dagfactory.spec.checks import default_dag_id
 from ovh_ai_dagfactory.spec.dates import parse_date
 from ovh_ai_dagfactory.spec.durations import parse_duration
 from ovh_ai_dagfactory.spec.model import (
-    ChatStep, DefaultArgs, EmbeddingStep, Message, Pipeline, Position, Step, TaskOptions,
+    ChatStep,
+    DefaultArgs,
+    EmbeddingStep,
+    Message,
+    Pipeline,
+    Position,
+    Step,
+    TaskOptions,
 )
 from ovh_ai_dagfactory.spec.yaml_loader import PositionIndex
 

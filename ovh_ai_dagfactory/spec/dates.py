@@ -37,10 +37,10 @@ def _parse(value: str, text: str) -> datetime:
     match = _DATETIME.match(value)
     if not match:
         raise ValueError(f"'{text}' is not a date or a date-time")
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    year_text, month_text, day_text, hour, minute, second, fraction, zone = match.groups()
     micro = int((fraction or "0")[:6].ljust(6, "0"))
-    moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro,
-                      tzinfo=_zone(zone))
+    moment = datetime(int(year_text), int(month_text), int(day_text), int(hour), int(minute), int(second or 0),
+                      micro, tzinfo=_zone(zone))
     return moment.astimezone(timezone.utc)
 
 

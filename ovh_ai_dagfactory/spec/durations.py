@@ -20,6 +20,8 @@ def parse_duration(value: object) -> timedelta:
     """`value` as a timedelta; ValueError for anything else, or longer than MAX_DURATION."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, float) and value.is_integer():  # JSON Schema counts 30.0 (and -0.0) as integers
+        value = int(value)
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"{value} is negative")

@@ -185,7 +185,7 @@ def _explain_alternatives(error: Any, path: Path, at_value: Any, positions: Posi
 
         yield from _explain(best_match(aimed), positions, file)
         return
-    wanted = []
+    wanted: list[str] = []
     for branch in branches:
         word = _describe_type(branch)
         if word and word not in wanted:
@@ -224,7 +224,7 @@ def _simple_message(kind: str, expected: Any, instance: Any, path: Path) -> tupl
     label = _label(path)
     if kind == "type":
         names = expected if isinstance(expected, list) else [expected]
-        words = [_TYPE_WORDS.get(name, name) for name in names]
+        words = [str(_TYPE_WORDS.get(name, name)) for name in names]
         return (f"{label} must be {' or '.join(words)}, got {_describe_value(instance)}",
                 _quote_hint(instance, words))
     if kind == "enum":

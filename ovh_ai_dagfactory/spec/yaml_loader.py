@@ -70,7 +70,7 @@ class LoadedDocument:
     text: str
 
     @property
-    def positions(self) -> "PositionIndex":
+    def positions(self) -> PositionIndex:
         return PositionIndex(self.root, self.text)
 
 
@@ -162,7 +162,7 @@ class _Constructor:
                 if node.tag != _SEQ:
                     raise _bad_tag(node)
                 return [self.construct(item, depth + 1) for item in node.value]
-            if node.tag != _MAP:
+            if node.tag != _MAP or not isinstance(node, MappingNode):
                 raise _bad_tag(node)
             return self._mapping(node, depth)
         finally:

@@ -10,8 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT
+
 from tests.factory.conftest import BROKEN
 
 LOADER_FILE = """\

@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import pytest
-
 from conftest import REPO_ROOT
+
 from ovh_ai_dagfactory import load_pipelines
 from ovh_ai_dagfactory.factory import cache_codec
 from ovh_ai_dagfactory.factory.cache import SpecCache
@@ -200,7 +200,7 @@ class _Ride:
 
 @dataclass(frozen=True)
 class _Trip:
-    legs: tuple[Union[_Walk, _Ride], ...]
+    legs: tuple[_Walk | _Ride, ...]
     starts: datetime
     lasts: timedelta
     notes: dict[str, object] = field(default_factory=dict)

@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from conftest import REPO_ROOT, TEST_TOKEN
+
 from ovh_ai_dagfactory.cli.main import main
 from tests.factory.conftest import BROKEN
 

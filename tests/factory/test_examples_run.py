@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from conftest import run_dag, task_states, xcom_value
 
 MODEL = "Meta-Llama-3_3-70B-Instruct"

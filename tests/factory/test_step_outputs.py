@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-
 from conftest import run_dag, task_states
+
 from ovh_ai_dagfactory.compat import AirflowException, AirflowFailException
 from ovh_ai_dagfactory.factory.builder import build_dag
 from ovh_ai_dagfactory.factory.step_outputs import StepOutputs

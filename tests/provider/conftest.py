@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from provider.shared import CONN_ID, TEST_TOKEN
 from ovh_stub import OVHStub
+
+from provider.shared import CONN_ID, TEST_TOKEN
 
 _dag_ids = itertools.count()
 

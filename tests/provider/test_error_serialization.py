@@ -13,11 +13,11 @@ import json
 import pickle
 
 import pytest
-from provider.shared import TEST_TOKEN
 
 from ovh_ai_dagfactory.compat import AirflowException, AirflowFailException
 from ovh_ai_dagfactory.hooks import errors
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
+from provider.shared import TEST_TOKEN
 
 
 def _all_subclasses(cls: type) -> list[type]:

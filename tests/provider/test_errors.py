@@ -8,14 +8,14 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
-from provider.shared import CONN_ID, TEST_TOKEN, run_dag, task_states
 from ovh_stub import ECHO_AUTHORIZATION
-from provider.conftest import dag_id, set_env_connection
 
 from ovh_ai_dagfactory.compat import DAG, AirflowException, AirflowFailException
 from ovh_ai_dagfactory.hooks import errors
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
 from ovh_ai_dagfactory.operators.ai_endpoints import OVHCloudAIEndpointsChatCompletionsOperator
+from provider.conftest import dag_id, set_env_connection
+from provider.shared import CONN_ID, TEST_TOKEN, run_dag, task_states
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -144,7 +144,7 @@ def test_429_honours_retry_after_then_succeeds(ovh_connection, llmock):
     assert response["object"] == "chat.completion"
     posts = _posts(llmock.requests)
     assert [r.status for r in posts] == [429, 429, 200]
-    gaps = [b.started_at - a.ended_at for a, b in zip(posts, posts[1:])]
+    gaps = [b.started_at - a.ended_at for a, b in zip(posts, posts[1:], strict=False)]
     assert all(gap >= 0.38 for gap in gaps), gaps  # waited Retry-After, not the 0.5 s x 2^n backoff
 
 

@@ -7,15 +7,15 @@ import json
 from datetime import datetime
 
 import pytest
-from provider.shared import TEST_TOKEN, run_dag, task_states, xcom_value
 from ovh_stub import OVH_MODELS
-from provider.conftest import dag_id, set_env_connection
 
 from ovh_ai_dagfactory.compat import DAG
 from ovh_ai_dagfactory.hooks import errors
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
 from ovh_ai_dagfactory.hooks.connection import base_url_of
 from ovh_ai_dagfactory.operators.ai_endpoints import OVHCloudAIEndpointsChatCompletionsOperator
+from provider.conftest import dag_id, set_env_connection
+from provider.shared import TEST_TOKEN, run_dag, task_states, xcom_value
 
 HI = [{"role": "user", "content": "hi"}]
 OVH = "https://oai.endpoints.kepler.ai.cloud.ovh.net/v1"

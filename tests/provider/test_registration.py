@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from provider.shared import REPO_ROOT
 
 from ovh_ai_dagfactory.compat import AIRFLOW_V3, DAG
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
@@ -21,6 +20,7 @@ from ovh_ai_dagfactory.operators.ai_endpoints import (
     OVHCloudAIEndpointsEmbeddingOperator,
 )
 from ovh_ai_dagfactory.provider_info import get_provider_info
+from provider.shared import REPO_ROOT
 
 
 def _python(code: str) -> dict:

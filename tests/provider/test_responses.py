@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from provider.shared import TEST_TOKEN
 from ovh_stub import ECHO_AUTHORIZATION
 
 from ovh_ai_dagfactory.compat import AirflowFailException
 from ovh_ai_dagfactory.hooks import errors
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
+from provider.shared import TEST_TOKEN
 
 pytestmark = pytest.mark.usefixtures("stub_connection")
 

@@ -10,15 +10,15 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
-from provider.shared import TEST_TOKEN, run_dag, task_states, xcom_value
 from ovh_stub import ECHO_AUTHORIZATION
-from provider.conftest import dag_id
 
 from ovh_ai_dagfactory.compat import DAG
 from ovh_ai_dagfactory.operators.ai_endpoints import (
     OVHCloudAIEndpointsChatCompletionsOperator,
     OVHCloudAIEndpointsEmbeddingOperator,
 )
+from provider.conftest import dag_id
+from provider.shared import TEST_TOKEN, run_dag, task_states, xcom_value
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "stub_connection")
 

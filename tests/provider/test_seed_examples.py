@@ -9,15 +9,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from provider.shared import TEST_TOKEN, run_dag, task_states, xcom_value
-from provider.conftest import dag_id
-
 from airflow import DAG  # the seed's import, as a user writes it (works on 2.11 and 3.x)
 
 from ovh_ai_dagfactory.operators.ai_endpoints import (
     OVHCloudAIEndpointsChatCompletionsOperator,
     OVHCloudAIEndpointsEmbeddingOperator,
 )
+from provider.conftest import dag_id
+from provider.shared import TEST_TOKEN, run_dag, task_states, xcom_value
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 

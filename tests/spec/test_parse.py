@@ -171,6 +171,11 @@ def test_empty_value_where_a_string_is_expected() -> None:
     assert "got null" in error.message and "empty" in (error.hint or "")
 
 
+def test_integral_float_seconds_are_a_duration() -> None:
+    assert parse_duration(30.0) == timedelta(seconds=30)
+    assert parse_duration(-0.0) == timedelta(0)
+
+
 def test_integral_floats_become_integers() -> None:
     text = MINIMAL.replace("messages:", "max_tokens: 500.0\n    retries: 2.0\n    messages:") + "max_active_runs: 1.0\n"
     pipeline = parse_pipeline_text(text, "p.yaml")

@@ -6,7 +6,6 @@ import re
 from importlib.metadata import entry_points
 
 import yaml
-
 from conftest import REPO_ROOT
 
 
