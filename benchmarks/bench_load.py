@@ -35,14 +35,20 @@ OPERATOR = "ovh_ai_dagfactory.operators.ai_endpoints.OVHCloudAIEndpointsChatComp
 def pipeline_yaml(number: int) -> str:
     lines = [
         f"description: Benchmark pipeline {number}",
-        'schedule: "@daily"', "start_date: 2024-01-01", "catchup: false", "tags: [bench]",
+        'schedule: "@daily"',
+        "start_date: 2024-01-01",
+        "catchup: false",
+        "tags: [bench]",
         "default_args: {owner: bench, retries: 2, retry_delay: 30s}",
         f"defaults:\n  chat: {{model: {MODEL}, temperature: 0.3}}",
         "steps:",
     ]
     for step in range(STEPS):
         lines += [
-            f"  step_{step:02}:", "    type: chat", "    max_tokens: 200", "    messages:",
+            f"  step_{step:02}:",
+            "    type: chat",
+            "    max_tokens: 200",
+            "    messages:",
             "      - {role: system, content: You are a data analyst.}",
             f'      - {{role: user, content: "Report part {step} for {{{{ ds }}}}"}}',
         ]
@@ -54,15 +60,21 @@ def pipeline_yaml(number: int) -> str:
 def python_dag(number: int) -> str:
     tasks = []
     for step in range(STEPS):
-        tasks.append(textwrap.indent(textwrap.dedent(f"""\
+        tasks.append(
+            textwrap.indent(
+                textwrap.dedent(f"""\
             t{step} = OVHCloudAIEndpointsChatCompletionsOperator(
                 task_id="step_{step:02}", model="{MODEL}", temperature=0.3, max_tokens=200,
                 messages=[{{"role": "system", "content": "You are a data analyst."}},
                           {{"role": "user", "content": "Report part {step} for {{{{ ds }}}}"}}],
-            )"""), "    "))
+            )"""),
+                "    ",
+            )
+        )
         if step:
             tasks.append(f"    t{step - 1} >> t{step}")
-    return textwrap.dedent(f"""\
+    return (
+        textwrap.dedent(f"""\
         from datetime import datetime, timedelta, timezone
 
         from airflow.sdk import DAG
@@ -73,20 +85,30 @@ def python_dag(number: int) -> str:
             start_date=datetime(2024, 1, 1, tzinfo=timezone.utc), catchup=False, tags=["bench"],
             default_args={{"owner": "bench", "retries": 2, "retry_delay": timedelta(seconds=30)}},
         ) as dag:
-        """) + "\n".join(tasks) + "\n"
+        """)
+        + "\n".join(tasks)
+        + "\n"
+    )
 
 
 def dagfactory_yaml(number: int) -> str:
     lines = [
         f"bench_{number:05}:",
         "  default_args: {owner: bench, retries: 2, retry_delay_sec: 30, start_date: 2024-01-01}",
-        '  schedule: "@daily"', "  catchup: false", f"  description: Benchmark pipeline {number}",
-        "  tags: [bench]", "  tasks:",
+        '  schedule: "@daily"',
+        "  catchup: false",
+        f"  description: Benchmark pipeline {number}",
+        "  tags: [bench]",
+        "  tasks:",
     ]
     for step in range(STEPS):
         lines += [
-            f"    step_{step:02}:", f"      operator: {OPERATOR}", f"      model: {MODEL}",
-            "      temperature: 0.3", "      max_tokens: 200", "      messages:",
+            f"    step_{step:02}:",
+            f"      operator: {OPERATOR}",
+            f"      model: {MODEL}",
+            "      temperature: 0.3",
+            "      max_tokens: 200",
+            "      messages:",
             "        - {role: system, content: You are a data analyst.}",
             f'        - {{role: user, content: "Report part {step} for {{{{ ds }}}}"}}',
         ]
@@ -203,11 +225,15 @@ def median_probe(code: str, *args: str, env: dict[str, str], repeat: int, before
 
 def airflow_env(home: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW_", "_AIRFLOW"))}
-    env.update({
-        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "3600",  # measure past the 30 s default, then compare
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR", "PYTHONWARNINGS": "ignore",
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "3600",  # measure past the 30 s default, then compare
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR",
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
     return env
 
 
@@ -219,8 +245,10 @@ def per_dag(result: dict, count: int) -> str:
 def p1(work: Path, env: dict[str, str], count: int, repeat: int) -> None:
     import importlib.util
 
-    print(f"P1: {count} pipelines × {STEPS} chat steps, Airflow DagBag over each folder "
-          f"(fresh process per figure; {repeat} interleaved rounds, medians)")
+    print(
+        f"P1: {count} pipelines × {STEPS} chat steps, Airflow DagBag over each folder "
+        f"(fresh process per figure; {repeat} interleaved rounds, medians)"
+    )
     cache = work / "p1-cache"
     folders = {"python": make_python(work / "p1-python", count), "warm": make_ours(work / "p1-ours", count, cache)}
     folders["cold"] = folders["warm"]
@@ -247,8 +275,12 @@ def p1(work: Path, env: dict[str, str], count: int, repeat: int) -> None:
     def ratio(name: str, other: str) -> float:
         return statistics.median(result[name]["seconds"] / result[other]["seconds"] for result in rounds)
 
-    labels = {"python": "hand-written Python", "warm": "ovh loader, warm cache", "cold": "ovh loader, cold cache",
-              "dag-factory": "dag-factory"}
+    labels = {
+        "python": "hand-written Python",
+        "warm": "ovh loader, warm cache",
+        "cold": "ovh loader, cold cache",
+        "dag-factory": "dag-factory",
+    }
     for name in folders:
         result = dict(rounds[0][name], seconds=seconds(name))
         print(f"  {labels[name]:24} {per_dag(result, count)}")
@@ -273,8 +305,10 @@ def p2(work: Path, env: dict[str, str], repeat: int) -> None:
 
 def p5(env: dict[str, str], repeat: int) -> None:
     result = median_probe(IMPORT_PROBE, env=env, repeat=max(repeat, 5))
-    print(f"P5: import ovh_ai_dagfactory + load_pipelines on top of airflow.sdk: {1000 * result['seconds']:.1f} ms "
-          f"(target ≤ 50 ms); openai imported: {result['openai']}; heavy modules added by us: {result['added'] or 'none'}")
+    print(
+        f"P5: import ovh_ai_dagfactory + load_pipelines on top of airflow.sdk: {1000 * result['seconds']:.1f} ms "
+        f"(target ≤ 50 ms); openai imported: {result['openai']}; heavy modules added by us: {result['added'] or 'none'}"
+    )
 
 
 def scale(work: Path, env: dict[str, str], count: int, shards: int) -> None:
@@ -285,15 +319,19 @@ def scale(work: Path, env: dict[str, str], count: int, shards: int) -> None:
         if before:
             before()
         result = probe(DAGBAG_PROBE, str(single), env=env)
-        print(f"  one loader file, {label}: {result['seconds']:6.1f} s for {result['dags']} DAGs "
-              f"({'over' if result['seconds'] > 30 else 'within'} 30 s)")
+        print(
+            f"  one loader file, {label}: {result['seconds']:6.1f} s for {result['dags']} DAGs "
+            f"({'over' if result['seconds'] > 30 else 'within'} 30 s)"
+        )
     sharded = make_ours(work / f"scale-{shards}", count, cache, shards=shards)
     shutil.rmtree(cache, True)
     for label in ("cold", "warm"):
         result = probe(DAGBAG_PROBE, str(sharded), env=env)
         worst = max(result["files"].values())
-        print(f"  {shards} shard loader files, {label}: slowest file {worst:5.1f} s, all {result['seconds']:5.1f} s, "
-              f"{result['dags']} DAGs ({'over' if worst > 30 else 'within'} 30 s per file)")
+        print(
+            f"  {shards} shard loader files, {label}: slowest file {worst:5.1f} s, all {result['seconds']:5.1f} s, "
+            f"{result['dags']} DAGs ({'over' if worst > 30 else 'within'} 30 s per file)"
+        )
 
 
 def main() -> None:

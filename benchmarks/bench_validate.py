@@ -30,21 +30,27 @@ def pipeline_text(index: int, steps: int) -> str:
         HEADER,
         f"dag_id: generated_{index:04d}\n",
         f"description: Generated pipeline number {index}\n",
-        "schedule: \"@daily\"\nstart_date: 2024-01-01\ncatchup: false\ntags: [bench, llm]\n",
+        'schedule: "@daily"\nstart_date: 2024-01-01\ncatchup: false\ntags: [bench, llm]\n',
         "default_args: {owner: data, retries: 3, retry_delay: 30s}\n",
         "defaults:\n  chat: {model: Meta-Llama-3_3-70B-Instruct, temperature: 0.3}\n  embedding: {model: BGE-M3}\n",
         "steps:\n",
     ]
     for number in range(steps - 1):
-        lines.append(f"  step_{number}:\n    type: chat\n    messages:\n"
-                     "      - {role: system, content: You are a data analyst.}\n")
+        lines.append(
+            f"  step_{number}:\n    type: chat\n    messages:\n"
+            "      - {role: system, content: You are a data analyst.}\n"
+        )
         source = "{{ ds }}" if number == 0 else f"{{{{ steps.step_{number - 1}.content }}}}"
-        lines.append(f"      - role: user\n        content: \"Summarise report {index} for {{{{ ds }}}}: {source}\"\n"
-                     f"    max_tokens: {100 + number}\n")
+        lines.append(
+            f'      - role: user\n        content: "Summarise report {index} for {{{{ ds }}}}: {source}"\n'
+            f"    max_tokens: {100 + number}\n"
+        )
         if number:
             lines.append(f"    depends_on: [step_{number - 1}]\n")
-    lines.append(f"  embed:\n    type: embedding\n    input: \"{{{{ steps.step_{steps - 2}.content }}}}\"\n"
-                 "    retries: 5\n    retry_delay: 1m\n")
+    lines.append(
+        f'  embed:\n    type: embedding\n    input: "{{{{ steps.step_{steps - 2}.content }}}}"\n'
+        "    retries: 5\n    retry_delay: 1m\n"
+    )
     return "".join(lines)
 
 
@@ -79,7 +85,10 @@ def run(command: list[str]) -> float:
     def action() -> None:
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
-            raise SystemExit(f"{command[0]} failed ({result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+            raise SystemExit(
+                f"{command[0]} failed ({result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+            )
+
     return timed(action)
 
 
@@ -96,8 +105,12 @@ def main() -> int:
         print(f"{n} pipeline files, {options.steps} steps each, in {folder}")
         full = in_process(paths, validate_schema=True)
         trusted = in_process(paths, validate_schema=False)
-        print(f"in-process parse_pipeline_file, schema + checks (best of 3): {full:7.3f} s  ({full / n * 1000:.3f} ms/file)")
-        print(f"in-process parse_pipeline_file, checks only (best of 3)    : {trusted:7.3f} s  ({trusted / n * 1000:.3f} ms/file)")
+        print(
+            f"in-process parse_pipeline_file, schema + checks (best of 3): {full:7.3f} s  ({full / n * 1000:.3f} ms/file)"
+        )
+        print(
+            f"in-process parse_pipeline_file, checks only (best of 3)    : {trusted:7.3f} s  ({trusted / n * 1000:.3f} ms/file)"
+        )
         ours = run([sys.executable, "-m", "ovh_ai_dagfactory.cli.main", "validate", str(folder)])
         print(f"ovh-ai-dagfactory validate (subprocess)                    : {ours:7.3f} s")
         checker = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")

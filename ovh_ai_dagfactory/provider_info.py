@@ -68,9 +68,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": HOOK_NAME, "python-modules": ["ovh_ai_dagfactory.hooks.ai_endpoints"]}],
-        "operators": [
-            {"integration-name": HOOK_NAME, "python-modules": ["ovh_ai_dagfactory.operators.ai_endpoints"]}
-        ],
+        "operators": [{"integration-name": HOOK_NAME, "python-modules": ["ovh_ai_dagfactory.operators.ai_endpoints"]}],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

@@ -139,7 +139,7 @@ class OVHStub:
             return 401, _error("Invalid or expired token", "Unauthorized", 401), {}
         if not request.path.startswith(self.prefix + "/"):
             return 404, _error(f"Path {request.path} not found", "NotFound", 404), {}
-        route = request.path[len(self.prefix):]
+        route = request.path[len(self.prefix) :]
         if request.method == "GET" and route == "/models":
             data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "ovhcloud"} for m in OVH_MODELS]
             return 200, {"object": "list", "data": data}, {}

@@ -53,13 +53,55 @@ def _schema_keys(node: Any, found: set[str]) -> set[str]:
 SCHEMA_KEYS = sorted(_schema_keys(json.loads((REPO / "schemas" / "pipeline.schema.json").read_text()), set()))
 
 ODD_STRINGS = [
-    "", " ", "~", "null", "yes", "no", "on", "0x1F", "1e23", ".inf", "-.nan", "\u202e\u0000x", "\ufeff", "é" * 300,
-    "61 * * * *", "* * 31 2 *", "0 0 * * 7", "@continuous", "@once", "@dayly", "@midnight", "*/0 * * * *",
-    "9999-12-31T23:59:59-23:59", "0001-01-01", "2024-02-30", "1000-01-01T00:00:00+14:00", "2024-01-01",
-    "1000000000d", "0s", "999999999999999999999s", "1h30m", "365d", "366d", "30s",
-    "{{ steps.summarize.content }}", "{{ steps.nope.content }}", "{{ steps.summarize }}", "{{ steps['x'].y }}",
-    "{% for x in y %}{{ x }}{% endfor %}", "{{ ds }", "{# c #}", "{{ params.x | default('y') }}",
-    "a" * 251, "x" * 5000, "bad id!", "Meta-Llama-3_3-70B-Instruct", "user", "system", "assistant",
+    "",
+    " ",
+    "~",
+    "null",
+    "yes",
+    "no",
+    "on",
+    "0x1F",
+    "1e23",
+    ".inf",
+    "-.nan",
+    "\u202e\u0000x",
+    "\ufeff",
+    "é" * 300,
+    "61 * * * *",
+    "* * 31 2 *",
+    "0 0 * * 7",
+    "@continuous",
+    "@once",
+    "@dayly",
+    "@midnight",
+    "*/0 * * * *",
+    "9999-12-31T23:59:59-23:59",
+    "0001-01-01",
+    "2024-02-30",
+    "1000-01-01T00:00:00+14:00",
+    "2024-01-01",
+    "1000000000d",
+    "0s",
+    "999999999999999999999s",
+    "1h30m",
+    "365d",
+    "366d",
+    "30s",
+    "{{ steps.summarize.content }}",
+    "{{ steps.nope.content }}",
+    "{{ steps.summarize }}",
+    "{{ steps['x'].y }}",
+    "{% for x in y %}{{ x }}{% endfor %}",
+    "{{ ds }",
+    "{# c #}",
+    "{{ params.x | default('y') }}",
+    "a" * 251,
+    "x" * 5000,
+    "bad id!",
+    "Meta-Llama-3_3-70B-Instruct",
+    "user",
+    "system",
+    "assistant",
 ]
 
 
@@ -79,19 +121,29 @@ def deep_list(depth: int) -> Any:
 
 
 SCALARS = st.one_of(
-    st.none(), st.booleans(),
-    st.integers(-(2**70), 2**70), st.sampled_from([0, -1, 1, 2**31 - 1, 2**31, 2**63, 10**23, 31536000, 31536001]),
-    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([1e308, -1e-308, 0.5, 1e23, -0.0, 2.0]),
-    st.text(max_size=30), st.sampled_from(ODD_STRINGS), st.sampled_from(SCHEMA_KEYS),
-    st.integers(1, 3000).map(deep_jinja), st.integers(1, 400).map(deep_blocks),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([0, -1, 1, 2**31 - 1, 2**31, 2**63, 10**23, 31536000, 31536001]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([1e308, -1e-308, 0.5, 1e23, -0.0, 2.0]),
+    st.text(max_size=30),
+    st.sampled_from(ODD_STRINGS),
+    st.sampled_from(SCHEMA_KEYS),
+    st.integers(1, 3000).map(deep_jinja),
+    st.integers(1, 400).map(deep_blocks),
 )
 VALUES = st.one_of(
     SCALARS,
     st.integers(1, 120).map(deep_list),
-    st.recursive(SCALARS, lambda children: st.one_of(
-        st.lists(children, max_size=4),
-        st.dictionaries(st.sampled_from(SCHEMA_KEYS) | st.text(max_size=8), children, max_size=4)),
-        max_leaves=12),
+    st.recursive(
+        SCALARS,
+        lambda children: st.one_of(
+            st.lists(children, max_size=4),
+            st.dictionaries(st.sampled_from(SCHEMA_KEYS) | st.text(max_size=8), children, max_size=4),
+        ),
+        max_leaves=12,
+    ),
 )
 
 
@@ -99,24 +151,35 @@ VALUES = st.one_of(
 # into Airflow (params of any shape, crons, dates, durations, ids, text).
 CRON_FIELDS = st.sampled_from(["*", "0", "5", "23", "59", "*/5", "1-5", "1,15", "MON", "L", "?", "60", "32", "H"])
 PLAUSIBLE = st.one_of(
-    st.integers(0, 100), st.floats(0, 1), st.booleans(), st.text(max_size=40),
+    st.integers(0, 100),
+    st.floats(0, 1),
+    st.booleans(),
+    st.text(max_size=40),
     st.lists(CRON_FIELDS, min_size=5, max_size=6).map(" ".join),
     st.sampled_from(["@daily", "@hourly", "@once", "@weekly", "@continuous", None]),
-    st.integers(0, 400).map(lambda days: f"{days}d"), st.integers(0, 10**6).map(lambda seconds: f"{seconds}s"),
+    st.integers(0, 400).map(lambda days: f"{days}d"),
+    st.integers(0, 10**6).map(lambda seconds: f"{seconds}s"),
     st.dates().map(lambda day: day.isoformat()),
     st.datetimes(timezones=st.timezones()).map(lambda moment: moment.isoformat()),
     st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_.-]{0,20}\Z"),
-    st.dictionaries(st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,8}\Z"), SCALARS | st.lists(SCALARS, max_size=3),
-                    max_size=3),
+    st.dictionaries(
+        st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,8}\Z"), SCALARS | st.lists(SCALARS, max_size=3), max_size=3
+    ),
     st.lists(st.text(max_size=10), max_size=3),
 )
 
 
-STRINGS = st.one_of(st.text(max_size=40), st.sampled_from(ODD_STRINGS), st.integers(1, 3000).map(deep_jinja),
-                    st.lists(CRON_FIELDS, min_size=5, max_size=6).map(" ".join),
-                    st.dates().map(lambda day: day.isoformat()),
-                    st.datetimes(timezones=st.timezones()).map(lambda moment: moment.isoformat()))
-NUMBERS = st.one_of(st.integers(-(2**70), 2**70), st.integers(-3, 600), st.floats(allow_nan=False, allow_infinity=False))
+STRINGS = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(ODD_STRINGS),
+    st.integers(1, 3000).map(deep_jinja),
+    st.lists(CRON_FIELDS, min_size=5, max_size=6).map(" ".join),
+    st.dates().map(lambda day: day.isoformat()),
+    st.datetimes(timezones=st.timezones()).map(lambda moment: moment.isoformat()),
+)
+NUMBERS = st.one_of(
+    st.integers(-(2**70), 2**70), st.integers(-3, 600), st.floats(allow_nan=False, allow_infinity=False)
+)
 
 
 def same_kind(value: Any) -> st.SearchStrategy[Any]:
@@ -178,9 +241,11 @@ def check_spec(text: str, path: str) -> bool:
 def check_cli(path: str, valid: bool) -> None:
     from ovh_ai_dagfactory.cli import render_command, validate_command
 
-    for command, args in ((validate_command, Namespace(paths=[path], format="json")),
-                          (render_command, Namespace(file=path, format="text")),
-                          (render_command, Namespace(file=path, format="mermaid"))):
+    for command, args in (
+        (validate_command, Namespace(paths=[path], format="json")),
+        (render_command, Namespace(file=path, format="text")),
+        (render_command, Namespace(file=path, format="mermaid")),
+    ):
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = command.run(args)
@@ -199,11 +264,17 @@ def check_loader(folder: str, path: str, valid: bool) -> None:
         assert list(result.rejected) == [path] and not result.loaded
 
 
-@settings(max_examples=EXAMPLES_COUNT, deadline=None, database=None, derandomize=not RANDOM,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+@settings(
+    max_examples=EXAMPLES_COUNT,
+    deadline=None,
+    database=None,
+    derandomize=not RANDOM,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 @given(st.sampled_from(EXAMPLES), st.integers(1, 3), st.data())
-def test_no_file_content_takes_down_validate_render_or_the_loader(example: Any, mutations: int,
-                                                                   data: st.DataObject) -> None:
+def test_no_file_content_takes_down_validate_render_or_the_loader(
+    example: Any, mutations: int, data: st.DataObject
+) -> None:
     document = copy.deepcopy(example)
     for _ in range(mutations):
         document = mutate(document, data)

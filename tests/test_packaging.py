@@ -14,7 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_the_wheel_ships_the_schema_entry_points_and_types(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q", "-w", str(tmp_path)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (wheel,) = tmp_path.glob("ovh_ai_dagfactory-*.whl")
     with zipfile.ZipFile(wheel) as archive:

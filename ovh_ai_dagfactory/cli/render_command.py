@@ -28,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Show the Airflow DAG a pipeline file becomes (no Airflow needed).",
     )
     parser.add_argument("file", metavar="FILE", help="a pipeline file (.yaml/.yml)")
-    parser.add_argument("--format", choices=("text", "mermaid"), default="text",
-                        help="text (default) or a Mermaid flowchart")
+    parser.add_argument(
+        "--format", choices=("text", "mermaid"), default="text", help="text (default) or a Mermaid flowchart"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -74,15 +75,27 @@ def parse_or_report(path: str) -> Pipeline | None:
 def render_text(pipeline: Pipeline, out: TextIO) -> None:
     arguments = dag_arguments(pipeline, pipeline.source_file)
     out.write(f"DAG {pipeline.dag_id}  ({pipeline.source_file})\n")
-    for name in ("description", "schedule", "start_date", "end_date", "catchup", "tags",
-                 "max_active_runs", "params", "default_args"):
+    for name in (
+        "description",
+        "schedule",
+        "start_date",
+        "end_date",
+        "catchup",
+        "tags",
+        "max_active_runs",
+        "params",
+        "default_args",
+    ):
         if name in arguments and arguments[name] not in (None, [], {}):
             out.write(f"  {name}: {_value(arguments[name])}\n")
     out.write("\nTasks\n")
     for step in pipeline.steps:
         upstream = pipeline.upstream_of(step.step_id)
-        out.write(f"  {step.step_id}: {OPERATOR_NAMES[step.kind]}"
-                  + (f"  (after {', '.join(upstream)})" if upstream else "") + "\n")
+        out.write(
+            f"  {step.step_id}: {OPERATOR_NAMES[step.kind]}"
+            + (f"  (after {', '.join(upstream)})" if upstream else "")
+            + "\n"
+        )
         for name, value in step_arguments(step, pipeline).items():
             if name == "task_id":
                 continue

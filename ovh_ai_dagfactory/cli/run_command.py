@@ -36,10 +36,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Run pipelines through Airflow on a local SQLite metadata DB, one after another.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="pipeline files (.yaml/.yml)")
-    parser.add_argument("--logical-date", metavar="D", type=_logical_date, default=None,
-                        help="the run's logical date (2024-01-31 or an ISO date-time; default: now, UTC)")
-    parser.add_argument("--home", metavar="DIR", type=Path, default=DEFAULT_HOME,
-                        help=f"the local Airflow home (default: {DEFAULT_HOME})")
+    parser.add_argument(
+        "--logical-date",
+        metavar="D",
+        type=_logical_date,
+        default=None,
+        help="the run's logical date (2024-01-31 or an ISO date-time; default: now, UTC)",
+    )
+    parser.add_argument(
+        "--home",
+        metavar="DIR",
+        type=Path,
+        default=DEFAULT_HOME,
+        help=f"the local Airflow home (default: {DEFAULT_HOME})",
+    )
     parser.add_argument("--verbose", action="store_true", help="show Airflow's own log lines")
     parser.set_defaults(handler=run)
 
@@ -109,8 +119,10 @@ def describe(outcome: Any) -> str:
         lines.append(f"  vectors: {len(vectors)} × {size} dimensions")
     usage = response.get("usage") or {}
     if usage:
-        lines.append("  tokens: " + ", ".join(f"{key}={value}" for key, value in usage.items()
-                                              if isinstance(value, (int, float))))
+        lines.append(
+            "  tokens: "
+            + ", ".join(f"{key}={value}" for key, value in usage.items() if isinstance(value, (int, float)))
+        )
     return "\n".join(lines)
 
 
@@ -125,7 +137,7 @@ def _missing_connection_message(conn_id: str, home: Path) -> str:
     return (
         f"error: Airflow connection '{conn_id}' not found.\n"
         f"  Set it in the environment:  export {env}='{example}'\n"
-        f"  (add \"host\": \"http://127.0.0.1:PORT/v1\" to use another OpenAI-compatible endpoint),\n"
+        f'  (add "host": "http://127.0.0.1:PORT/v1" to use another OpenAI-compatible endpoint),\n'
         f"  or add it to the local Airflow home:  AIRFLOW_HOME={home} airflow connections add {conn_id} "
         f"--conn-type ovhcloud_ai_endpoints --conn-password <token>"
     )
@@ -149,5 +161,6 @@ def _logical_date(text: str) -> datetime:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"not a date: {text!r} (use 2024-01-31 or 2024-01-31T06:00:00+00:00)") from None
+            f"not a date: {text!r} (use 2024-01-31 or 2024-01-31T06:00:00+00:00)"
+        ) from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

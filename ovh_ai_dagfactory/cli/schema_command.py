@@ -10,8 +10,10 @@ from ovh_ai_dagfactory.spec.schema import schema_text
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
-        "schema", help="print the pipeline JSON Schema",
-        description="Print the JSON Schema (Draft 2020-12) that pipeline files follow.")
+        "schema",
+        help="print the pipeline JSON Schema",
+        description="Print the JSON Schema (Draft 2020-12) that pipeline files follow.",
+    )
     parser.set_defaults(handler=run)
 
 

@@ -24,8 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Check pipeline YAML files; folders are searched recursively for *.yaml and *.yml.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="pipeline files or folders")
-    parser.add_argument("--format", choices=sorted(REPORTERS), default="text",
-                        help="text (one line per problem, default) or json (for tools)")
+    parser.add_argument(
+        "--format",
+        choices=sorted(REPORTERS),
+        default="text",
+        help="text (one line per problem, default) or json (for tools)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -36,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"ovh-ai-dagfactory validate: error: no such file or folder: {missing}", file=sys.stderr)
         return EXIT_USAGE
     if report.files_checked == 0:
-        print("ovh-ai-dagfactory validate: error: no *.yaml or *.yml files found in "
-              + ", ".join(args.paths), file=sys.stderr)
+        print(
+            "ovh-ai-dagfactory validate: error: no *.yaml or *.yml files found in " + ", ".join(args.paths),
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     REPORTERS[args.format](sys.stdout).report(report)
     if any(error.internal for error in report.errors):

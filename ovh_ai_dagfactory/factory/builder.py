@@ -25,8 +25,18 @@ from ovh_ai_dagfactory.spec.model import Pipeline, Position, Step
 #: When Airflow refuses the DAG's arguments, each is left out in turn, in this order, to find the
 #: one it refuses: the first whose absence makes Airflow accept the DAG is reported. Arguments that
 #: only matter together (catchup without start_date) are blamed on the first of them listed here.
-_BLAME_ORDER = ("params", "tags", "catchup", "max_active_runs", "end_date", "start_date", "schedule",
-                "default_args", "description", "doc_md")
+_BLAME_ORDER = (
+    "params",
+    "tags",
+    "catchup",
+    "max_active_runs",
+    "end_date",
+    "start_date",
+    "schedule",
+    "default_args",
+    "description",
+    "doc_md",
+)
 #: The pipeline key each DAG argument comes from, where they differ.
 _KEY_OF_ARGUMENT = {"doc_md": "description"}
 
@@ -113,13 +123,19 @@ def _dag_error(pipeline: Pipeline, exc: Exception, checks: bool = False) -> Pipe
     else:
         key = _KEY_OF_ARGUMENT.get(argument, argument)
         where, what = pipeline.position_of(key), f"`{key}`"
-    return PipelineError(pipeline.source_file, where.line, where.column,
-                         f"Airflow refuses {what}: {_reason(exc)}", _hint(exc))
+    return PipelineError(
+        pipeline.source_file, where.line, where.column, f"Airflow refuses {what}: {_reason(exc)}", _hint(exc)
+    )
 
 
 def _step_error(pipeline: Pipeline, step: Step, exc: Exception) -> PipelineError:
-    return PipelineError(pipeline.source_file, step.position.line, step.position.column,
-                         f"Airflow refuses step '{step.step_id}': {_reason(exc)}", _hint(exc))
+    return PipelineError(
+        pipeline.source_file,
+        step.position.line,
+        step.position.column,
+        f"Airflow refuses step '{step.step_id}': {_reason(exc)}",
+        _hint(exc),
+    )
 
 
 def _refused_argument(pipeline: Pipeline, checks: bool) -> str | None:

@@ -207,8 +207,11 @@ def _fast_decoder(annotation: Any, decode_field: Decoder) -> tuple[tuple[type, .
     if plain is not None:
         return plain, decode_field
     members = typing.get_args(annotation)
-    if (typing.get_origin(annotation) is typing.Union or type(annotation).__name__ == "UnionType") \
-            and len(members) == 2 and type(None) in members:
+    if (
+        (typing.get_origin(annotation) is typing.Union or type(annotation).__name__ == "UnionType")
+        and len(members) == 2
+        and type(None) in members
+    ):
         [inner] = [member for member in members if member is not type(None)]
         decode_inner = _codec(inner)[1]
 
@@ -223,8 +226,9 @@ def _plain_types(annotation: Any) -> tuple[type, ...] | None:
     if annotation in _SCALARS:
         return _SCALARS[annotation]
     members = typing.get_args(annotation)
-    if (typing.get_origin(annotation) is typing.Union or type(annotation).__name__ == "UnionType") \
-            and all(member in _SCALARS for member in members):
+    if (typing.get_origin(annotation) is typing.Union or type(annotation).__name__ == "UnionType") and all(
+        member in _SCALARS for member in members
+    ):
         return tuple(kind for member in members for kind in _SCALARS[member])
     return None
 
@@ -268,8 +272,10 @@ def _discriminated(members: list[Any]) -> Decoder:
     """Dataclasses sharing a JSON shape, told apart by a field whose default differs in each."""
     if not all(dataclasses.is_dataclass(member) for member in members):
         raise TypeError(f"the cache codec cannot tell {members} apart in JSON")
-    defaults = [{field.name: field.default for field in dataclasses.fields(member)
-                 if isinstance(field.default, str)} for member in members]
+    defaults = [
+        {field.name: field.default for field in dataclasses.fields(member) if isinstance(field.default, str)}
+        for member in members
+    ]
     for name in defaults[0]:
         tags = [default.get(name) for default in defaults]
         if None not in tags and len(set(tags)) == len(tags):

@@ -89,8 +89,9 @@ def load_pipelines(
     if result.only_dag_id:
         _load_one(result.only_dag_id, pipelines_folder, shard, shards, cache, builder)
     else:
-        files = [path for path in pipeline_files_in(pipelines_folder)
-                 if in_shard(path, pipelines_folder, shard, shards)]
+        files = [
+            path for path in pipeline_files_in(pipelines_folder) if in_shard(path, pipelines_folder, shard, shards)
+        ]
         parsed = [cache.parse(path, pipelines_folder) for path in files]
         _reject_duplicate_dag_ids(parsed, result)
         for item in parsed:
@@ -115,8 +116,14 @@ class _Builder:
     error; an unexpected exception (a bug of ours) rejects the file as an internal error: neither
     is raised, since Airflow would then drop every DAG of the loader file."""
 
-    def __init__(self, result: LoadResult, namespace: MutableMapping[str, Any],
-                 loader_file: str | None, folder: Path, dagbag: Any | None) -> None:
+    def __init__(
+        self,
+        result: LoadResult,
+        namespace: MutableMapping[str, Any],
+        loader_file: str | None,
+        folder: Path,
+        dagbag: Any | None,
+    ) -> None:
         self.result = result
         self.namespace = namespace
         self.loader_file = loader_file
@@ -129,9 +136,15 @@ class _Builder:
         elsewhere = self._dag_id_taken_elsewhere(pipeline.dag_id)
         if elsewhere:
             position = pipeline.dag_id_position
-            self.result.rejected[path] = (PipelineError(
-                path, position.line, position.column, f"dag_id '{pipeline.dag_id}' is already used by {elsewhere}",
-                "each DAG needs its own dag_id (it defaults to the pipeline file's name)"),)
+            self.result.rejected[path] = (
+                PipelineError(
+                    path,
+                    position.line,
+                    position.column,
+                    f"dag_id '{pipeline.dag_id}' is already used by {elsewhere}",
+                    "each DAG needs its own dag_id (it defaults to the pipeline file's name)",
+                ),
+            )
             return
         try:
             dag = build_checked_dag(pipeline, fileloc=self.loader_file, source_label=self._label(path))
@@ -143,11 +156,18 @@ class _Builder:
             return
         except Exception as exc:  # noqa: BLE001 - a bug of ours: reported as such, never raised
             log.exception("internal error of ovh-ai-dagfactory while building the DAG of %s", path)
-            self.result.rejected[path] = (PipelineError(
-                path, 1, 1, f"internal error of ovh-ai-dagfactory ({type(exc).__name__}: {str(exc)[:200]}) while "
-                "building the DAG of this pipeline",
-                "this is a bug in ovh-ai-dagfactory, not in your file: please report it with the file attached "
-                "and the traceback from the DAG processor's log", internal=True),)
+            self.result.rejected[path] = (
+                PipelineError(
+                    path,
+                    1,
+                    1,
+                    f"internal error of ovh-ai-dagfactory ({type(exc).__name__}: {str(exc)[:200]}) while "
+                    "building the DAG of this pipeline",
+                    "this is a bug in ovh-ai-dagfactory, not in your file: please report it with the file attached "
+                    "and the traceback from the DAG processor's log",
+                    internal=True,
+                ),
+            )
             return
         # Keyed by a prefix so a dag_id never shadows a name of the loader file (like load_pipelines).
         self.namespace[f"pipeline__{pipeline.dag_id}"] = dag
@@ -165,12 +185,13 @@ class _Builder:
     def _label(self, path: str) -> str:
         # String work only: resolving symlinks costs a syscall per path component, per DAG.
         if path.startswith(self.label_base + os.sep):
-            return path[len(self.label_base) + 1:].replace(os.sep, "/")
+            return path[len(self.label_base) + 1 :].replace(os.sep, "/")
         return os.path.basename(path)
 
 
-def _load_one(dag_id: str, folder: Path, shard: int | None, shards: int | None,
-              cache: SpecCache, builder: _Builder) -> None:
+def _load_one(
+    dag_id: str, folder: Path, shard: int | None, shards: int | None, cache: SpecCache, builder: _Builder
+) -> None:
     """A task run: find and build only `dag_id` (Airflow builds nothing else for the task)."""
     indexed = cache.recall_dag_file(str(folder), dag_id)
     for path in candidates_for_dag_id(folder, dag_id, indexed):
@@ -196,9 +217,15 @@ def _reject_duplicate_dag_ids(parsed: list[Parsed], result: LoadResult) -> None:
             continue
         for path, position in paths:
             others = ", ".join(os.path.basename(other) for other, _ in paths if other != path)
-            result.rejected[path] = (PipelineError(
-                path, position.line, position.column, f"dag_id '{dag_id}' is also used by {others}",
-                "each pipeline needs its own dag_id (it defaults to the file name)"),)
+            result.rejected[path] = (
+                PipelineError(
+                    path,
+                    position.line,
+                    position.column,
+                    f"dag_id '{dag_id}' is also used by {others}",
+                    "each pipeline needs its own dag_id (it defaults to the file name)",
+                ),
+            )
 
 
 def _index_dag_file(cache: SpecCache, folder: Path, item: Parsed) -> None:

@@ -19,8 +19,9 @@ OPERATOR_NAMES = {
 }
 
 
-def dag_arguments(pipeline: Pipeline, source_label: str,
-                  upstream: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
+def dag_arguments(
+    pipeline: Pipeline, source_label: str, upstream: dict[str, tuple[str, ...]] | None = None
+) -> dict[str, Any]:
     arguments: dict[str, Any] = {
         "dag_id": pipeline.dag_id,
         "description": pipeline.description,

@@ -121,8 +121,7 @@ class StepOutputs:
         if step_id not in self._kinds:
             # Not KeyError: Jinja would turn that into a silent Undefined.
             raise AirflowFailException(
-                f"steps.{step_id}: this pipeline has no step '{step_id}' "
-                f"(steps: {', '.join(sorted(self._kinds))})"
+                f"steps.{step_id}: this pipeline has no step '{step_id}' (steps: {', '.join(sorted(self._kinds))})"
             )
         if step_id not in self._outputs:
             self._outputs[step_id] = StepOutput(self._ti, step_id, self._kinds[step_id])

@@ -131,7 +131,9 @@ class OVHCloudAIEndpointsHook(BaseHook):
         client = self.get_conn()
         with self._translated_errors("chat completion", model):
             raw = client.chat.completions.with_raw_response.create(
-                model=model, messages=messages, **self._with_auth(params)  # type: ignore[arg-type]
+                model=model,
+                messages=messages,
+                **self._with_auth(params),  # type: ignore[arg-type]
             )
         return self._parsed(raw, "chat completion", model)
 

@@ -308,8 +308,7 @@ def _from_status(exc: BaseException, status: int, ctx: CallContext) -> OVHCloudA
 def _not_found(ctx: CallContext, where: str, tail: str) -> OVHCloudAIEndpointsError:
     if ctx.model is None:
         return EndpointNotFoundError(
-            f"404 Not Found: {where}. Check the connection's base URL (it must end with the API "
-            f"root, e.g. /v1).{tail}"
+            f"404 Not Found: {where}. Check the connection's base URL (it must end with the API root, e.g. /v1).{tail}"
         )
     available = _available_models(ctx)
     if available is not None and ctx.model in available:

@@ -134,7 +134,7 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
         raise NoContentError(
             f"No content: chat completion of model '{request.get('model')}' returned {returned} "
             f"(finish_reason={finish_reason!r}, response id {response.get('id')!r}). {hint} The task fails "
-            "instead of passing an empty answer (or the text \"None\") to the next tasks; not retried by "
+            'instead of passing an empty answer (or the text "None") to the next tasks; not retried by '
             "task retries, since the same request usually gets the same kind of answer.",
             finish_reason=finish_reason,
         )

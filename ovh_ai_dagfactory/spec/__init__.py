@@ -21,7 +21,20 @@ from ovh_ai_dagfactory.spec.parse import (
 )
 
 __all__ = [
-    "ChatStep", "DefaultArgs", "EmbeddingStep", "Message", "PathNotFound", "Pipeline", "PipelineError",
-    "PipelineInvalid", "Position", "Step", "TaskOptions", "ValidationReport", "parse_pipeline_file",
-    "parse_pipeline_text", "pipeline_files", "validate_paths",
+    "ChatStep",
+    "DefaultArgs",
+    "EmbeddingStep",
+    "Message",
+    "PathNotFound",
+    "Pipeline",
+    "PipelineError",
+    "PipelineInvalid",
+    "Position",
+    "Step",
+    "TaskOptions",
+    "ValidationReport",
+    "parse_pipeline_file",
+    "parse_pipeline_text",
+    "pipeline_files",
+    "validate_paths",
 ]

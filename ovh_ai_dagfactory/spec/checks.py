@@ -40,7 +40,8 @@ class PipelineChecks:
         self.file = source_file
         steps = data.get("steps")
         self.steps: dict[str, dict[str, Any]] = (
-            {sid: step for sid, step in steps.items() if isinstance(step, dict)} if isinstance(steps, dict) else {})
+            {sid: step for sid, step in steps.items() if isinstance(step, dict)} if isinstance(steps, dict) else {}
+        )
         self.kinds = {sid: step.get("type") for sid, step in self.steps.items()}
         defaults = data.get("defaults")
         self.defaults = defaults if isinstance(defaults, dict) else {}
@@ -69,9 +70,13 @@ class PipelineChecks:
             return  # the schema checks an explicit one
         implied = default_dag_id(self.file)
         if not AIRFLOW_ID.match(implied) or len(implied) > AIRFLOW_ID_MAX:
-            yield PipelineError(self.file, 1, 1,
-                                f"the file name gives the DAG id '{implied}', which Airflow does not accept",
-                                "set 'dag_id' (letters, digits, '_', '.', '-') or rename the file")
+            yield PipelineError(
+                self.file,
+                1,
+                1,
+                f"the file name gives the DAG id '{implied}', which Airflow does not accept",
+                "set 'dag_id' (letters, digits, '_', '.', '-') or rename the file",
+            )
 
     def _dates(self) -> Iterator[PipelineError]:
         parsed = {}
@@ -81,8 +86,11 @@ class PipelineChecks:
                 try:
                     parsed[name] = parse_date(value)
                 except ValueError as exc:
-                    yield self._error((name,), f"'{name}' is not a real date: {exc}",
-                                      "write a date (2024-01-01) or a date-time (2024-01-01T06:00:00Z)")
+                    yield self._error(
+                        (name,),
+                        f"'{name}' is not a real date: {exc}",
+                        "write a date (2024-01-01) or a date-time (2024-01-01T06:00:00Z)",
+                    )
         if len(parsed) == 2 and parsed["end_date"] < parsed["start_date"]:
             yield self._error(("end_date",), "'end_date' is before 'start_date'")
 
@@ -99,17 +107,21 @@ class PipelineChecks:
             hint = did_you_mean(schedule.strip(), PRESET_NAMES) or f"presets: {', '.join(PRESET_NAMES)}"
             yield self._error(("schedule",), f"'schedule' is not a preset Airflow knows: '{schedule}'", hint)
             return
-        hint = ("a cron expression has 5 fields: minute (0-59) hour (0-23) day-of-month (1-31) "
-                "month (1-12) day-of-week (0-6), e.g. '0 6 * * 1-5'; or a preset such as '@daily'")
+        hint = (
+            "a cron expression has 5 fields: minute (0-59) hour (0-23) day-of-month (1-31) "
+            "month (1-12) day-of-week (0-6), e.g. '0 6 * * 1-5'; or a preset such as '@daily'"
+        )
         yield self._error(("schedule",), f"'schedule' is not a cron expression Airflow accepts: {problem}", hint)
 
     def _start_date(self, schedule: str) -> Iterator[PipelineError]:
         # Airflow 2.11 refuses a schedule without a start date, and Airflow 3 one that catches up from
         # none; one rule for both lines.
         if schedule and "start_date" not in self.data:
-            yield self._error(("schedule",), "a scheduled pipeline needs a 'start_date': the first date its "
-                              "schedule counts from", "add 'start_date' (e.g. 2024-01-01), or set 'schedule: null' "
-                              "for manual runs only")
+            yield self._error(
+                ("schedule",),
+                "a scheduled pipeline needs a 'start_date': the first date its schedule counts from",
+                "add 'start_date' (e.g. 2024-01-01), or set 'schedule: null' for manual runs only",
+            )
 
     def _continuous(self, schedule: str) -> Iterator[PipelineError]:
         """Airflow refuses a continuous DAG that may run twice at once (its default allows 16)."""
@@ -117,11 +129,18 @@ class PipelineChecks:
         if schedule != "@continuous" or runs == 1:
             return
         if "max_active_runs" not in self.data:
-            yield self._error(("schedule",), "'@continuous' starts each DAG run when the last one ends: Airflow "
-                              "refuses it without max_active_runs: 1", "add 'max_active_runs: 1'")
+            yield self._error(
+                ("schedule",),
+                "'@continuous' starts each DAG run when the last one ends: Airflow "
+                "refuses it without max_active_runs: 1",
+                "add 'max_active_runs: 1'",
+            )
         elif isinstance(runs, int) and not isinstance(runs, bool):
-            yield self._error(("max_active_runs",), f"'max_active_runs' must be 1 with schedule '@continuous', "
-                              f"got {runs}", "set 'max_active_runs: 1'")
+            yield self._error(
+                ("max_active_runs",),
+                f"'max_active_runs' must be 1 with schedule '@continuous', got {runs}",
+                "set 'max_active_runs: 1'",
+            )
 
     def _durations(self) -> Iterator[PipelineError]:
         """Duration strings past MAX_DURATION (the schema checks their shape, not their size)."""
@@ -149,9 +168,12 @@ class PipelineChecks:
         kind_defaults = self.defaults.get(kind)
         if isinstance(kind_defaults, dict) and "model" in kind_defaults:
             return
-        yield self._error(("steps", step_id), f"{kind} step '{step_id}' has no model",
-                          f"set 'model' on the step, or once for all {kind} steps in defaults.{kind}.model",
-                          key=True)
+        yield self._error(
+            ("steps", step_id),
+            f"{kind} step '{step_id}' has no model",
+            f"set 'model' on the step, or once for all {kind} steps in defaults.{kind}.model",
+            key=True,
+        )
 
     def _depends_on(self, step_id: str, step: dict[str, Any], upstream: list[str]) -> Iterator[PipelineError]:
         depends_on = step.get("depends_on")
@@ -164,8 +186,11 @@ class PipelineChecks:
             if other == step_id:
                 yield self._error(path, f"step '{step_id}' depends on itself")
             elif other not in self.steps:
-                yield self._error(path, f"step '{step_id}' depends on unknown step '{other}'",
-                                  did_you_mean(other, self.steps) or _known(self.steps))
+                yield self._error(
+                    path,
+                    f"step '{step_id}' depends on unknown step '{other}'",
+                    did_you_mean(other, self.steps) or _known(self.steps),
+                )
             else:
                 upstream.append(other)
 
@@ -196,13 +221,23 @@ class PipelineChecks:
             references = step_references(text)
         except TemplateSyntaxError as exc:
             line, column = self._text_position(path, exc.lineno or 1)
-            yield PipelineError(self.file, line, column, f"Jinja syntax error: {exc.message}",
-                                "check the {{ ... }} and {% ... %} delimiters")
+            yield PipelineError(
+                self.file,
+                line,
+                column,
+                f"Jinja syntax error: {exc.message}",
+                "check the {{ ... }} and {% ... %} delimiters",
+            )
             return
         except RecursionError:  # Jinja's parser recurses once per nesting level
             line, column = self._text_position(path, 1)
-            yield PipelineError(self.file, line, column, "the template nests expressions or blocks too deeply "
-                                "for Jinja to parse", "split the template, or compute the value in fewer levels")
+            yield PipelineError(
+                self.file,
+                line,
+                column,
+                "the template nests expressions or blocks too deeply for Jinja to parse",
+                "split the template, or compute the value in fewer levels",
+            )
             return
         for other, output, lineno in references:
             if step_id is not None and other in self.steps and other != step_id:
@@ -212,14 +247,23 @@ class PipelineChecks:
             line, column = self._text_position(path, lineno)
             where = f"step '{step_id}'" if step_id else f"'{'.'.join(map(str, path))}'"
             if step_id is None:
-                yield PipelineError(self.file, line, column,
-                                    f"{where} reads 'steps.{other}': defaults apply to many steps, "
-                                    "so they cannot name another step's output")
+                yield PipelineError(
+                    self.file,
+                    line,
+                    column,
+                    f"{where} reads 'steps.{other}': defaults apply to many steps, "
+                    "so they cannot name another step's output",
+                )
             elif other == step_id:
                 yield PipelineError(self.file, line, column, f"step '{step_id}' reads its own output 'steps.{other}'")
             elif other not in self.steps:
-                yield PipelineError(self.file, line, column, f"{where} reads unknown step 'steps.{other}'",
-                                    did_you_mean(other, self.steps) or _known(self.steps))
+                yield PipelineError(
+                    self.file,
+                    line,
+                    column,
+                    f"{where} reads unknown step 'steps.{other}'",
+                    did_you_mean(other, self.steps) or _known(self.steps),
+                )
             else:
                 yield from self._output(other, output, line, column, where)
 
@@ -235,13 +279,22 @@ class PipelineChecks:
             return
         names = ", ".join(f"steps.{other}.{name}" for name in outputs)
         if output is None:
-            yield PipelineError(self.file, line, column, f"{where} reads 'steps.{other}' without naming an output",
-                                f"use one of {names}")
+            yield PipelineError(
+                self.file,
+                line,
+                column,
+                f"{where} reads 'steps.{other}' without naming an output",
+                f"use one of {names}",
+            )
         elif output not in outputs:
             close = did_you_mean(output, outputs)
-            yield PipelineError(self.file, line, column,
-                                f"{kind} step '{other}' has no output '{output}' (read by {where})",
-                                close or f"use one of {names}")
+            yield PipelineError(
+                self.file,
+                line,
+                column,
+                f"{kind} step '{other}' has no output '{output}' (read by {where})",
+                close or f"use one of {names}",
+            )
 
     def _text_position(self, path: Path, jinja_line: int) -> tuple[int, int]:
         """Where line `jinja_line` of a string value sits in the file."""
@@ -275,13 +328,16 @@ class PipelineChecks:
                     path.pop()
                     state[node] = 2
                 elif state.get(child) == 1:
-                    cycle = path[path.index(child):] + [child]
+                    cycle = path[path.index(child) :] + [child]
                     if frozenset(cycle) not in reported:
                         reported.add(frozenset(cycle))
                         waits = list(reversed(cycle))  # edges point upstream; print a → b as "a before b"
-                        yield self._error(("steps", cycle[0]), "steps depend on each other in a cycle: "
-                                          + " → ".join(waits), "remove one of the depends_on entries or "
-                                          "steps.<id> references in the cycle", key=True)
+                        yield self._error(
+                            ("steps", cycle[0]),
+                            "steps depend on each other in a cycle: " + " → ".join(waits),
+                            "remove one of the depends_on entries or steps.<id> references in the cycle",
+                            key=True,
+                        )
                 elif not state.get(child):
                     state[child] = 1
                     path.append(child)

@@ -12,7 +12,8 @@ MIN_YEAR, MAX_YEAR = 1000, 9000
 _DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 _DATETIME = re.compile(
     r"^(\d{4})-(\d{1,2})-(\d{1,2})[Tt ]+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
-    r"\s*(Z|z|[+-]\d{1,2}(?::?\d{2})?)?$")
+    r"\s*(Z|z|[+-]\d{1,2}(?::?\d{2})?)?$"
+)
 
 
 def parse_date(text: object) -> datetime:
@@ -39,8 +40,16 @@ def _parse(value: str, text: str) -> datetime:
         raise ValueError(f"'{text}' is not a date or a date-time")
     year_text, month_text, day_text, hour, minute, second, fraction, zone = match.groups()
     micro = int((fraction or "0")[:6].ljust(6, "0"))
-    moment = datetime(int(year_text), int(month_text), int(day_text), int(hour), int(minute), int(second or 0),
-                      micro, tzinfo=_zone(zone))
+    moment = datetime(
+        int(year_text),
+        int(month_text),
+        int(day_text),
+        int(hour),
+        int(minute),
+        int(second or 0),
+        micro,
+        tzinfo=_zone(zone),
+    )
     return moment.astimezone(timezone.utc)
 
 

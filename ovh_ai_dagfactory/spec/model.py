@@ -92,8 +92,15 @@ class DefaultArgs:
     def to_airflow(self) -> dict[str, object]:
         """Only the keys the user set, in the shape Airflow's `default_args` expects."""
         values: dict[str, object] = {}
-        for name in ("owner", "retries", "retry_delay", "execution_timeout",
-                     "email_on_failure", "email_on_retry", "depends_on_past"):
+        for name in (
+            "owner",
+            "retries",
+            "retry_delay",
+            "execution_timeout",
+            "email_on_failure",
+            "email_on_retry",
+            "depends_on_past",
+        ):
             value = getattr(self, name)
             if value is not None:
                 values[name] = value

@@ -62,8 +62,10 @@ def read_pipeline_bytes(source_file: str, max_bytes: int | None = None) -> bytes
     try:
         status = os.fstat(descriptor)
         if not stat.S_ISREG(status.st_mode):
-            raise _unreadable(source_file, f"not a regular file ({_file_kind(status.st_mode)}); "
-                              "only regular files are read as pipelines")
+            raise _unreadable(
+                source_file,
+                f"not a regular file ({_file_kind(status.st_mode)}); only regular files are read as pipelines",
+            )
         if status.st_size > limit:
             raise _too_big(source_file, status.st_size, limit)
         chunks = []
@@ -88,16 +90,27 @@ def _unreadable(source_file: str, message: str) -> PipelineInvalid:
 
 
 def _too_big(source_file: str, size: int, limit: int) -> PipelineInvalid:
-    return PipelineInvalid([PipelineError(
-        source_file, 1, 1, f"the file is larger than the limit for a pipeline file ({size} bytes read, "
-        f"limit {limit} bytes)",
-        f"split it into several pipelines, or raise the limit with {MAX_FILE_BYTES_ENV}=<bytes>")])
+    return PipelineInvalid(
+        [
+            PipelineError(
+                source_file,
+                1,
+                1,
+                f"the file is larger than the limit for a pipeline file ({size} bytes read, limit {limit} bytes)",
+                f"split it into several pipelines, or raise the limit with {MAX_FILE_BYTES_ENV}=<bytes>",
+            )
+        ]
+    )
 
 
 def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return name
     return "a special file"
@@ -111,9 +124,17 @@ def decode_pipeline_bytes(raw: bytes, source_file: str) -> str:
         start = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
         line = raw.count(b"\n", 0, start) + 1
         column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
-        raise PipelineInvalid([PipelineError(
-            source_file, line, column, f"the file is not UTF-8 text (byte 0x{raw[start]:02x})",
-            "save the file as UTF-8")]) from None
+        raise PipelineInvalid(
+            [
+                PipelineError(
+                    source_file,
+                    line,
+                    column,
+                    f"the file is not UTF-8 text (byte 0x{raw[start]:02x})",
+                    "save the file as UTF-8",
+                )
+            ]
+        ) from None
 
 
 def parse_pipeline_bytes(raw: bytes, source_file: str, *, validate_schema: bool = True) -> Pipeline:
@@ -138,9 +159,17 @@ def parse_pipeline_text(text: str, source_file: str, *, validate_schema: bool = 
     except PipelineInvalid:
         raise
     except RecursionError:
-        raise PipelineInvalid([PipelineError(
-            source_file, 1, 1, "the file nests values or templates too deeply to be read",
-            "flatten the deepest structure (lists in lists, or Jinja blocks inside each other)")]) from None
+        raise PipelineInvalid(
+            [
+                PipelineError(
+                    source_file,
+                    1,
+                    1,
+                    "the file nests values or templates too deeply to be read",
+                    "flatten the deepest structure (lists in lists, or Jinja blocks inside each other)",
+                )
+            ]
+        ) from None
     except Exception as exc:  # noqa: BLE001 - the last-resort guard of the "never raises" promise
         log.error("internal error of ovh-ai-dagfactory while parsing %s", source_file, exc_info=True)
         raise PipelineInvalid([internal_error(source_file, exc)]) from None
@@ -149,10 +178,13 @@ def parse_pipeline_text(text: str, source_file: str, *, validate_schema: bool = 
 def internal_error(source_file: str, exc: BaseException) -> PipelineError:
     """An error of ours, not the user's: said plainly, at 1:1, with a request to report it."""
     return PipelineError(
-        source_file, 1, 1,
+        source_file,
+        1,
+        1,
         f"internal error of ovh-ai-dagfactory ({type(exc).__name__}) while reading this pipeline",
         "this is a bug in ovh-ai-dagfactory, not in your file: please report it with the file attached",
-        internal=True)
+        internal=True,
+    )
 
 
 def _parse_text(text: str, source_file: str, validate_schema: bool) -> Pipeline:
@@ -160,8 +192,13 @@ def _parse_text(text: str, source_file: str, validate_schema: bool) -> Pipeline:
     data = document.data
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"a single value ({type(data).__name__})"
-        raise PipelineInvalid([PipelineError(
-            source_file, 1, 1, f"a pipeline file must be a mapping of keys (dag_id, steps, ...), not {kind}")])
+        raise PipelineInvalid(
+            [
+                PipelineError(
+                    source_file, 1, 1, f"a pipeline file must be a mapping of keys (dag_id, steps, ...), not {kind}"
+                )
+            ]
+        )
     positions = document.positions
     errors = schema_errors(data, positions, source_file) if validate_schema else []
     errors.extend(PipelineChecks(data, positions, source_file).errors())
@@ -236,7 +273,8 @@ def pipeline_files_in(folder: str | os.PathLike[str]) -> list[str]:
     for directory, subdirectories, files in os.walk(folder):
         subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
         found.extend(
-            os.path.join(directory, name) for name in files
+            os.path.join(directory, name)
+            for name in files
             if name.lower().endswith(PIPELINE_SUFFIXES) and not name.startswith(".")
         )
     return sorted(found)
@@ -265,8 +303,13 @@ def duplicate_dag_ids(pipelines: dict[str, Pipeline]) -> list[PipelineError]:
         first = first_seen.setdefault(pipeline.dag_id, path)
         if first != path:
             position = pipeline.dag_id_position
-            errors.append(PipelineError(
-                path, position.line, position.column, f"dag_id '{pipeline.dag_id}' is already used by {first}",
-                "each pipeline needs its own dag_id (it defaults to the file name)"))
+            errors.append(
+                PipelineError(
+                    path,
+                    position.line,
+                    position.column,
+                    f"dag_id '{pipeline.dag_id}' is already used by {first}",
+                    "each pipeline needs its own dag_id (it defaults to the file name)",
+                )
+            )
     return errors
-

@@ -85,8 +85,26 @@ def _environment():  # type: ignore[no-untyped-def]
 # Anything else (filters, tags, comments, whitespace control, odd spacing) goes to Jinja.
 _SIMPLE_EXPRESSION = re.compile(r"(?<!\{)\{\{ *([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*) *\}\}")
 #: Words Jinja's expression parser treats as operators or statements: never take the shortcut on them.
-_JINJA_WORDS = frozenset({"and", "or", "not", "in", "is", "if", "else", "elif", "for", "recursive",
-                          "true", "false", "none", "True", "False", "None"})
+_JINJA_WORDS = frozenset(
+    {
+        "and",
+        "or",
+        "not",
+        "in",
+        "is",
+        "if",
+        "else",
+        "elif",
+        "for",
+        "recursive",
+        "true",
+        "false",
+        "none",
+        "True",
+        "False",
+        "None",
+    }
+)
 
 
 def _simple_references(text: str) -> tuple[tuple[str, str | None, int], ...] | None:

@@ -21,8 +21,13 @@ from ovh_ai_dagfactory.spec.yaml_loader import Path, PositionIndex
 SCHEMA_NAME = "pipeline.schema.json"
 
 _TYPE_WORDS = {
-    "string": "a string", "integer": "a whole number", "number": "a number", "boolean": "true or false",
-    "array": "a list", "object": "a mapping", "null": "null",
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
 }
 
 #: Why a value failed a `pattern`, per key; the schema's regex is no help to a reader.
@@ -36,9 +41,13 @@ _PATTERN_HINTS = {
     "execution_timeout": "write a duration such as 30s, 5m, 1h30m, or whole seconds",
 }
 _PATTERN_PROBLEMS = {
-    "dag_id": "is not a valid DAG id", "connection": "is not a valid connection id",
-    "schedule": "is not a cron expression or a preset", "start_date": "is not a date",
-    "end_date": "is not a date", "retry_delay": "is not a duration", "execution_timeout": "is not a duration",
+    "dag_id": "is not a valid DAG id",
+    "connection": "is not a valid connection id",
+    "schedule": "is not a cron expression or a preset",
+    "start_date": "is not a date",
+    "end_date": "is not a date",
+    "retry_delay": "is not a duration",
+    "execution_timeout": "is not a duration",
 }
 _PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@continuous")
 
@@ -72,12 +81,43 @@ def _validator() -> Any:
 
 #: Keywords fastjsonschema implements the way Draft 2020-12 means them. A schema change that uses
 #: any other keyword turns the fast path off (slower, never wrong); a test keeps this list honest.
-FAST_CHECK_KEYWORDS = frozenset({
-    "$schema", "$id", "$defs", "$ref", "$comment", "title", "description", "examples", "default",
-    "type", "enum", "const", "properties", "additionalProperties", "propertyNames", "required",
-    "minProperties", "items", "minItems", "maxItems", "uniqueItems", "minLength", "maxLength",
-    "pattern", "minimum", "maximum", "anyOf", "oneOf", "allOf", "not", "if", "then", "else",
-})
+FAST_CHECK_KEYWORDS = frozenset(
+    {
+        "$schema",
+        "$id",
+        "$defs",
+        "$ref",
+        "$comment",
+        "title",
+        "description",
+        "examples",
+        "default",
+        "type",
+        "enum",
+        "const",
+        "properties",
+        "additionalProperties",
+        "propertyNames",
+        "required",
+        "minProperties",
+        "items",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minimum",
+        "maximum",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "not",
+        "if",
+        "then",
+        "else",
+    }
+)
 
 
 @lru_cache(maxsize=1)
@@ -115,8 +155,17 @@ def _fast_check_supports(schema: Any, in_names: bool = False) -> bool:
     keywords = set(schema)
     if not keywords <= FAST_CHECK_KEYWORDS:
         return False
-    if "$ref" in keywords and keywords - {"$ref", "$defs", "$id", "$schema", "$comment", "title", "description",
-                                           "examples", "default"}:
+    if "$ref" in keywords and keywords - {
+        "$ref",
+        "$defs",
+        "$id",
+        "$schema",
+        "$comment",
+        "title",
+        "description",
+        "examples",
+        "default",
+    }:
         return False
     return all(
         _fast_check_supports(value, in_names=key in ("properties", "$defs"))
@@ -175,8 +224,9 @@ def _explain(error: Any, positions: PositionIndex, file: str) -> Iterator[Pipeli
     yield at_value(*_simple_message(kind, error.validator_value, instance, path))
 
 
-def _explain_alternatives(error: Any, path: Path, at_value: Any, positions: PositionIndex,
-                          file: str) -> Iterator[PipelineError]:
+def _explain_alternatives(
+    error: Any, path: Path, at_value: Any, positions: PositionIndex, file: str
+) -> Iterator[PipelineError]:
     """Report the branch the user was aiming at: the one whose type matches the value."""
     branches = error.validator_value
     aimed = [sub for sub in error.context if sub.validator != "type" and _matches_type(sub, error)]
@@ -190,8 +240,10 @@ def _explain_alternatives(error: Any, path: Path, at_value: Any, positions: Posi
         word = _describe_type(branch)
         if word and word not in wanted:
             wanted.append(word)
-    yield at_value(f"{_label(path)} must be {' or '.join(wanted)}, got {_describe_value(error.instance)}",
-                   _quote_hint(error.instance, wanted))
+    yield at_value(
+        f"{_label(path)} must be {' or '.join(wanted)}, got {_describe_value(error.instance)}",
+        _quote_hint(error.instance, wanted),
+    )
 
 
 def _matches_type(sub: Any, parent: Any) -> bool:
@@ -204,8 +256,11 @@ def _matches_type(sub: Any, parent: Any) -> bool:
 def _is_type(value: Any, wanted: Any) -> bool:
     names = wanted if isinstance(wanted, list) else [wanted]
     checks = {
-        "string": isinstance(value, str), "array": isinstance(value, list), "object": isinstance(value, dict),
-        "boolean": isinstance(value, bool), "null": value is None,
+        "string": isinstance(value, str),
+        "array": isinstance(value, list),
+        "object": isinstance(value, dict),
+        "boolean": isinstance(value, bool),
+        "null": value is None,
         "integer": isinstance(value, int) and not isinstance(value, bool),
         "number": isinstance(value, (int, float)) and not isinstance(value, bool),
     }
@@ -225,8 +280,7 @@ def _simple_message(kind: str, expected: Any, instance: Any, path: Path) -> tupl
     if kind == "type":
         names = expected if isinstance(expected, list) else [expected]
         words = [str(_TYPE_WORDS.get(name, name)) for name in names]
-        return (f"{label} must be {' or '.join(words)}, got {_describe_value(instance)}",
-                _quote_hint(instance, words))
+        return (f"{label} must be {' or '.join(words)}, got {_describe_value(instance)}", _quote_hint(instance, words))
     if kind == "enum":
         allowed = ", ".join(repr(value) for value in expected)
         hint = did_you_mean(instance, expected) if isinstance(instance, str) else None
@@ -238,8 +292,11 @@ def _simple_message(kind: str, expected: Any, instance: Any, path: Path) -> tupl
     if kind == "maximum":
         return f"{label} must be at most {expected}, got {instance}", None
     if kind == "minLength":
-        return (f"{label} must not be empty", None) if expected == 1 else (
-            f"{label} must be at least {expected} characters long", None)
+        return (
+            (f"{label} must not be empty", None)
+            if expected == 1
+            else (f"{label} must be at least {expected} characters long", None)
+        )
     if kind == "maxLength":
         return f"{label} must be at most {expected} characters long", None
     if kind == "minItems":
@@ -268,11 +325,14 @@ def _bad_name(error: Any, path: Path, at_key: Any) -> PipelineError:
         fixed = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(name))
         if fixed[:1].isdigit():
             fixed = "_" + fixed
-        hint = ("step ids become task ids and Jinja names ({{ steps.<id>.content }}): a letter or '_' "
-                "then letters, digits or '_'" + (f"; e.g. '{fixed[:250]}'" if fixed else ""))
+        hint = (
+            "step ids become task ids and Jinja names ({{ steps.<id>.content }}): a letter or '_' "
+            "then letters, digits or '_'" + (f"; e.g. '{fixed[:250]}'" if fixed else "")
+        )
         return at_key(f"'{name}' is not a valid step id", hint, path + (name,))
-    return at_key(f"'{name}' is not a valid name {_in(path)}",
-                  "use a letter or '_' then letters, digits or '_'", path + (name,))
+    return at_key(
+        f"'{name}' is not a valid name {_in(path)}", "use a letter or '_' then letters, digits or '_'", path + (name,)
+    )
 
 
 def _field(path: Path) -> str:

@@ -144,14 +144,18 @@ class _Constructor:
         if self.count > MAX_NODES:
             raise self._too_many(node)
         if depth > MAX_DEPTH:
-            raise YamlProblem(f"values are nested more than {MAX_DEPTH} levels deep",
-                              node.start_mark.line, node.start_mark.column)
+            raise YamlProblem(
+                f"values are nested more than {MAX_DEPTH} levels deep", node.start_mark.line, node.start_mark.column
+            )
         if isinstance(node, ScalarNode):
             return _scalar(node)
         key = id(node)
         if key in self.active:  # an alias to one of its own ancestors: infinite data
-            raise YamlProblem("an alias refers to a value that contains it (recursive anchor)",
-                              node.start_mark.line, node.start_mark.column)
+            raise YamlProblem(
+                "an alias refers to a value that contains it (recursive anchor)",
+                node.start_mark.line,
+                node.start_mark.column,
+            )
         if key in self.expanded:
             self.aliases = True
         else:
@@ -173,15 +177,21 @@ class _Constructor:
         if self.aliases:
             problem = YamlProblem(
                 f"the document expands to more than {MAX_NODES} values: anchors and aliases are repeated "
-                "inside each other", node.start_mark.line, node.start_mark.column,
-                "use each anchor a few times only; a pipeline never needs nested alias expansion")
+                "inside each other",
+                node.start_mark.line,
+                node.start_mark.column,
+                "use each anchor a few times only; a pipeline never needs nested alias expansion",
+            )
             problem.bomb = True
             return problem
         steps = _entries(self.root, "steps")
         what = f" ({steps} steps)" if steps else ""
         return YamlProblem(
-            f"the file holds more than {MAX_NODES} values{what}, far more than a pipeline needs", 0, 0,
-            "split it into several pipeline files")
+            f"the file holds more than {MAX_NODES} values{what}, far more than a pipeline needs",
+            0,
+            0,
+            "split it into several pipeline files",
+        )
 
     def _mapping(self, node: MappingNode, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -196,17 +206,23 @@ class _Constructor:
             if first is not None:
                 raise YamlProblem(
                     f"duplicate key '{name}' (first defined on line {first.start_mark.line + 1})",
-                    key_node.start_mark.line, key_node.start_mark.column,
-                    "YAML keeps only the last value; remove or rename one of them")
+                    key_node.start_mark.line,
+                    key_node.start_mark.column,
+                    "YAML keeps only the last value; remove or rename one of them",
+                )
             seen[name] = key_node
             try:
                 result[name] = self.construct(value_node, depth + 1)
             except YamlProblem as problem:
                 if depth == 0 and problem.bomb:
                     # Aliased nodes carry their anchor's position; name the top-level key instead.
-                    raise YamlProblem(f"the value of '{name}' expands to more than {MAX_NODES} values: "
-                                      "anchors and aliases are repeated inside each other",
-                                      key_node.start_mark.line, key_node.start_mark.column, problem.hint) from None
+                    raise YamlProblem(
+                        f"the value of '{name}' expands to more than {MAX_NODES} values: "
+                        "anchors and aliases are repeated inside each other",
+                        key_node.start_mark.line,
+                        key_node.start_mark.column,
+                        problem.hint,
+                    ) from None
                 raise
         for name, value in merged.items():  # explicit keys win over `<<` merges, as in YAML
             result.setdefault(name, value)
@@ -216,8 +232,7 @@ class _Constructor:
         sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
         for source in sources:
             if not isinstance(source, MappingNode):
-                raise YamlProblem("'<<' merges mappings only", source.start_mark.line,
-                                  source.start_mark.column)
+                raise YamlProblem("'<<' merges mappings only", source.start_mark.line, source.start_mark.column)
             for name, value in self.construct(source, depth + 1).items():
                 merged.setdefault(name, value)  # earlier sources win
 
@@ -234,16 +249,20 @@ def _entries(root: Node, name: str) -> int:
 def mapping_key(node: Node) -> str:
     """Keys are names: their source text, whatever YAML would resolve them to (`on`, `1`, `null`)."""
     if not isinstance(node, ScalarNode):
-        raise YamlProblem("a mapping key must be a plain name, not a list or a mapping",
-                          node.start_mark.line, node.start_mark.column)
+        raise YamlProblem(
+            "a mapping key must be a plain name, not a list or a mapping", node.start_mark.line, node.start_mark.column
+        )
     return node.value
 
 
 def _bad_tag(node: Node) -> YamlProblem:
     tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-    return YamlProblem(f"YAML tag '{tag}' is not allowed in a pipeline file",
-                       node.start_mark.line, node.start_mark.column,
-                       "only plain YAML values are accepted: strings, numbers, booleans, null, lists, mappings")
+    return YamlProblem(
+        f"YAML tag '{tag}' is not allowed in a pipeline file",
+        node.start_mark.line,
+        node.start_mark.column,
+        "only plain YAML values are accepted: strings, numbers, booleans, null, lists, mappings",
+    )
 
 
 def _scalar(node: ScalarNode) -> Any:
@@ -258,11 +277,11 @@ def _scalar(node: ScalarNode) -> Any:
     try:
         value = constructor(_SCALAR_CONSTRUCTOR, node)
     except (ValueError, yaml.YAMLError):
-        raise YamlProblem(f"'{node.value}' is not a valid {tag.rsplit(':', 1)[-1]}",
-                          node.start_mark.line, node.start_mark.column) from None
+        raise YamlProblem(
+            f"'{node.value}' is not a valid {tag.rsplit(':', 1)[-1]}", node.start_mark.line, node.start_mark.column
+        ) from None
     if isinstance(value, float) and not math.isfinite(value):
-        raise YamlProblem(f"'{node.value}' is not a finite number", node.start_mark.line,
-                          node.start_mark.column)
+        raise YamlProblem(f"'{node.value}' is not a finite number", node.start_mark.line, node.start_mark.column)
     return value
 
 
@@ -310,8 +329,7 @@ class PositionIndex:
         node = self.node(path)
         if not isinstance(node, MappingNode):
             return {}
-        return {key.value: _position(key) for key, _ in node.value
-                if isinstance(key, ScalarNode) and key.tag != _MERGE}
+        return {key.value: _position(key) for key, _ in node.value if isinstance(key, ScalarNode) and key.tag != _MERGE}
 
     def key(self, path: Path) -> tuple[int, int]:
         """Position of the key naming the last path element (falls back to the value)."""

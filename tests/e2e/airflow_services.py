@@ -69,7 +69,10 @@ def airflow_major_version(python: str | None = None) -> int:
     importing Airflow into the calling process."""
     out = subprocess.run(
         [python or sys.executable, "-c", "from importlib.metadata import version; print(version('apache-airflow'))"],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout.strip()
     return int(out.split(".")[0])
 
@@ -137,8 +140,14 @@ class AirflowApi:
             self._token = body["access_token"]
         return {"Authorization": f"Bearer {self._token}"}
 
-    def _raw(self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None,
-             query: Mapping[str, Any] | None = None) -> Any:
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, Any] | None = None,
+    ) -> Any:
         url = self.base_url + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
@@ -195,8 +204,9 @@ class AirflowApi:
     def unpause(self, dag_id: str) -> dict[str, Any]:
         return self.request("PATCH", f"/dags/{urllib.parse.quote(dag_id)}", {"is_paused": False})
 
-    def trigger(self, dag_id: str, conf: dict | None = None, logical_date: datetime | None = None,
-                run_id: str | None = None) -> dict[str, Any]:
+    def trigger(
+        self, dag_id: str, conf: dict | None = None, logical_date: datetime | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
         logical_date = logical_date or datetime.now(timezone.utc)
         body: dict[str, Any] = {"logical_date": logical_date.isoformat(), "conf": conf or {}}
         if run_id:
@@ -268,8 +278,10 @@ class MemorySampler:
         return rss
 
     def summary(self) -> str:
-        return (f"peak RSS {self.peak_bytes / 2**20:.0f} MiB (PSS {self.peak_pss_bytes / 2**20:.0f} MiB) "
-                f"over {self.peak_processes} processes")
+        return (
+            f"peak RSS {self.peak_bytes / 2**20:.0f} MiB (PSS {self.peak_pss_bytes / 2**20:.0f} MiB) "
+            f"over {self.peak_processes} processes"
+        )
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -424,9 +436,22 @@ class AirflowServices:
         if self.major < 3:
             self._airflow_cli(
                 "users-create",
-                ["users", "create", "--username", ADMIN_USER, "--password", ADMIN_PASSWORD,
-                 "--role", "Admin", "--email", "admin@example.invalid", "--firstname", "E2E",
-                 "--lastname", "Admin"],
+                [
+                    "users",
+                    "create",
+                    "--username",
+                    ADMIN_USER,
+                    "--password",
+                    ADMIN_PASSWORD,
+                    "--role",
+                    "Admin",
+                    "--email",
+                    "admin@example.invalid",
+                    "--firstname",
+                    "E2E",
+                    "--lastname",
+                    "Admin",
+                ],
                 timeout=self._budget(120),
             )
         self.timings["db_migrate_s"] = time.monotonic() - t0
@@ -435,13 +460,15 @@ class AirflowServices:
         # (e.g. KeyboardInterrupt during set-up); `stop()` is idempotent and unregisters it.
         atexit.register(self.stop)
         if self.major >= 3:
-            self._spawn("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(self.api_port),
-                                       "--workers", "1"])
+            self._spawn(
+                "api-server", ["api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
+            )
             self._spawn("scheduler", ["scheduler"])
             self._spawn("dag-processor", ["dag-processor"])
         else:
-            self._spawn("webserver", ["webserver", "--hostname", "127.0.0.1", "--port", str(self.api_port),
-                                      "--workers", "1"])
+            self._spawn(
+                "webserver", ["webserver", "--hostname", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
+            )
             self._spawn("scheduler", ["scheduler"])
         self.wait_healthy(Deadline(self._budget(self.startup_timeout)))
         self.timings["start_s"] = time.monotonic() - t0
@@ -458,21 +485,38 @@ class AirflowServices:
         log_path = self.service_log_dir / f"{name}.log"
         with open(log_path, "wb") as log:
             try:
-                proc = subprocess.run([self.python, "-m", "airflow", *args], env=self.env(), stdout=log,
-                                      stderr=subprocess.STDOUT, cwd=self.home, timeout=timeout, check=False)
+                proc = subprocess.run(
+                    [self.python, "-m", "airflow", *args],
+                    env=self.env(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.home,
+                    timeout=timeout,
+                    check=False,
+                )
             except subprocess.TimeoutExpired:
-                raise ServiceError(f"`airflow {' '.join(args)}` took more than {timeout:.0f}s\n"
-                                   + self._tail(log_path)) from None
+                raise ServiceError(
+                    f"`airflow {' '.join(args)}` took more than {timeout:.0f}s\n" + self._tail(log_path)
+                ) from None
         if proc.returncode != 0:
             raise ServiceError(f"`airflow {' '.join(args)}` exited {proc.returncode}\n{self._tail(log_path)}")
 
     def _spawn(self, name: str, args: list[str]) -> Service:
-        svc = Service(name, [self.python, "-m", "airflow", *args], self.service_log_dir / f"{name}.log",
-                      self.pid_dir / f"{name}.pid")
+        svc = Service(
+            name,
+            [self.python, "-m", "airflow", *args],
+            self.service_log_dir / f"{name}.log",
+            self.pid_dir / f"{name}.pid",
+        )
         svc.log_file = open(svc.log_path, "ab")
         svc.process = subprocess.Popen(
-            svc.argv, env=self.env(), cwd=self.home, stdin=subprocess.DEVNULL, stdout=svc.log_file,
-            stderr=subprocess.STDOUT, start_new_session=True,  # own session = own process group
+            svc.argv,
+            env=self.env(),
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+            stdout=svc.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own session = own process group
         )
         svc.pid_path.write_text(f"{svc.process.pid}\n")
         self.services.append(svc)
@@ -492,8 +536,9 @@ class AirflowServices:
             except (OSError, ServiceError, ValueError) as exc:
                 last = repr(exc)
             if deadline.expired():
-                raise ServiceError(f"Airflow not healthy after {deadline.seconds:.0f}s; last health: {last}\n"
-                                   + self.logs())
+                raise ServiceError(
+                    f"Airflow not healthy after {deadline.seconds:.0f}s; last health: {last}\n" + self.logs()
+                )
             time.sleep(0.5)
 
     def check_alive(self) -> None:
@@ -564,8 +609,9 @@ class AirflowServices:
 
     # -- waiting on DAGs and runs ---------------------------------------------------------
 
-    def wait_for_dags(self, dag_ids: Iterable[str], deadline: Deadline,
-                      import_error_files: Iterable[str] = ()) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def wait_for_dags(
+        self, dag_ids: Iterable[str], deadline: Deadline, import_error_files: Iterable[str] = ()
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Poll until every `dag_ids` is listed and an import error exists for each file name in
         `import_error_files` (matched on the file's base name). Returns (dags, import_errors)."""
         want_dags = set(dag_ids)

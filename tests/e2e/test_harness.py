@@ -37,14 +37,17 @@ def test_harness_runs_a_hand_written_dag(tmp_path: Path) -> None:
         assert value == {"greeting": "hello from a real Airflow", "run_id": run["dag_run_id"], "answer": 42}
 
         pids = [svc.pid for svc in services.services]
-        assert all((services.pid_dir / f"{svc.name}.pid").read_text().strip() == str(svc.pid)
-                   for svc in services.services)
+        assert all(
+            (services.pid_dir / f"{svc.name}.pid").read_text().strip() == str(svc.pid) for svc in services.services
+        )
     # Stopped by PID: no service process, no straggler carrying the harness marker.
     for pid in pids:
         assert not _alive(pid), f"pid {pid} survived stop()"
     assert services._our_pids() == []
-    print(f"\ne2e harness (Airflow {services.major}.x): start {services.timings}, "
-          f"wall {deadline.elapsed():.1f}s, {services.memory.summary()}")
+    print(
+        f"\ne2e harness (Airflow {services.major}.x): start {services.timings}, "
+        f"wall {deadline.elapsed():.1f}s, {services.memory.summary()}"
+    )
 
 
 def _alive(pid: int) -> bool:

@@ -81,10 +81,7 @@ def _dag_folder(root: Path) -> Path:
 
 
 def _journal(llmock: Any) -> list[dict[str, Any]]:
-    return [
-        {"path": r.path, "status": r.status, "model": r.model, "body": r.body}
-        for r in llmock.requests
-    ]
+    return [{"path": r.path, "status": r.status, "model": r.model, "body": r.body} for r in llmock.requests]
 
 
 def test_example_pipelines_in_a_real_airflow(tmp_path: Path, llmock: Any) -> None:
@@ -106,8 +103,10 @@ def test_example_pipelines_in_a_real_airflow(tmp_path: Path, llmock: Any) -> Non
             logs_text = _all_logs(services.home)
     finally:
         home = services.home
-        print(f"\ne2e real Airflow {services.major}.x: start {services.timings}, "
-              f"wall {deadline.elapsed():.1f}s, {services.memory.summary()}")
+        print(
+            f"\ne2e real Airflow {services.major}.x: start {services.timings}, "
+            f"wall {deadline.elapsed():.1f}s, {services.memory.summary()}"
+        )
         shutil.rmtree(home, ignore_errors=True)
     assert TOKEN not in logs_text, "the API token leaked into a service or task log"
 
@@ -137,8 +136,7 @@ def _scenario(services: AirflowServices, llmock: Any, deadline: Deadline, expect
         final = services.wait_for_run(dag_id, run["dag_run_id"], deadline)
         assert final["state"] == "success", (
             f"{dag_id} run {final['state']}; tasks "
-            f"{[(t['task_id'], t['state']) for t in api.task_instances(dag_id, run['dag_run_id'])]}\n"
-            + services.logs()
+            f"{[(t['task_id'], t['state']) for t in api.task_instances(dag_id, run['dag_run_id'])]}\n" + services.logs()
         )
 
     def xcom(dag_id: str, task_id: str) -> Any:

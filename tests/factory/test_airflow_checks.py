@@ -100,9 +100,15 @@ def test_the_loader_rejects_what_airflow_refuses_and_builds_the_rest(write_pipel
 def test_cluster_policies_are_applied_per_pipeline(write_pipeline, tmp_path, cluster_policy):
     write_pipeline("tagged.yaml", FORBIDDEN_TAG)
     write_pipeline("skipped.yaml", chat_pipeline().replace("schedule: null", "schedule: null\ntags: [skip-me]"))
-    write_pipeline("reserved.yaml", chat_pipeline().replace("  ask:", "  first:\n    type: chat\n    model: m\n"
-                                                             "    messages: [{role: user, content: Hi}]\n"
-                                                             "  no_such_task_allowed:"))
+    write_pipeline(
+        "reserved.yaml",
+        chat_pipeline().replace(
+            "  ask:",
+            "  first:\n    type: chat\n    model: m\n"
+            "    messages: [{role: user, content: Hi}]\n"
+            "  no_such_task_allowed:",
+        ),
+    )
     write_pipeline("fine.yaml", chat_pipeline())
     folder = tmp_path / "pipelines"
     result = load_pipelines(folder, {}, cache_dir=False)
@@ -123,7 +129,8 @@ def test_a_dag_id_another_dag_file_holds_is_rejected_under_the_yaml_file(tmp_pat
     (dags / "pipelines" / "fine.yaml").write_text(chat_pipeline(), encoding="utf-8")
     (dags / "ovh_pipelines.py").write_text(LOADER_FILE, encoding="utf-8")
     (dags / "handwritten.py").write_text(
-        "from ovh_ai_dagfactory.compat import DAG\n\ndag = DAG(dag_id='report', schedule=None)  # airflow\n")
+        "from ovh_ai_dagfactory.compat import DAG\n\ndag = DAG(dag_id='report', schedule=None)  # airflow\n"
+    )
     bag = _dagbag(dags, airflow_major, collect=False)
     bag.process_file(str(dags / "handwritten.py"))
     bag.process_file(str(dags / "ovh_pipelines.py"))
@@ -135,13 +142,15 @@ def test_a_dag_id_another_dag_file_holds_is_rejected_under_the_yaml_file(tmp_pat
     assert f"weekly.yaml:{line}:1: error: dag_id 'report' is already used by" in errors["weekly.yaml"]
 
 
-def test_dagbag_files_airflows_refusals_under_each_yaml_file_never_the_loader(tmp_path, airflow_major,
-                                                                            cluster_policy):
+def test_dagbag_files_airflows_refusals_under_each_yaml_file_never_the_loader(tmp_path, airflow_major, cluster_policy):
     dags = tmp_path / "dags"
     (dags / "pipelines").mkdir(parents=True)
-    for name, text in {"bad_cron.yaml": chat_pipeline().replace("schedule: null", 'schedule: "61 * * * *"'),
-                       "catchup.yaml": CATCHUP_WITHOUT_START, "tagged.yaml": FORBIDDEN_TAG,
-                       "valid.yaml": chat_pipeline()}.items():
+    for name, text in {
+        "bad_cron.yaml": chat_pipeline().replace("schedule: null", 'schedule: "61 * * * *"'),
+        "catchup.yaml": CATCHUP_WITHOUT_START,
+        "tagged.yaml": FORBIDDEN_TAG,
+        "valid.yaml": chat_pipeline(),
+    }.items():
         (dags / "pipelines" / name).write_text(textwrap.dedent(text), encoding="utf-8")
     (dags / "ovh_pipelines.py").write_text(LOADER_FILE, encoding="utf-8")
     bag = _dagbag(dags, airflow_major)
@@ -161,8 +170,9 @@ def test_an_error_of_ours_is_an_internal_error_of_that_file_only(write_pipeline,
     write_pipeline("fine.yaml", chat_pipeline())
     folder, cache_dir = tmp_path / "pipelines", tmp_path / "cache"
     load_pipelines(folder, {}, cache_dir=cache_dir)
-    [entry] = [candidate for candidate in cache_dir.rglob("*.json")
-               if json.loads(candidate.read_text())["owner"] == str(path)]
+    [entry] = [
+        candidate for candidate in cache_dir.rglob("*.json") if json.loads(candidate.read_text())["owner"] == str(path)
+    ]
     stored = json.loads(entry.read_text())
     assert stored["digest"] == hashlib.blake2b(path.read_bytes(), digest_size=20).hexdigest()
     stored["pipeline"]["steps"][0]["depends_on"] = ["ghost"]

@@ -20,8 +20,15 @@ from ovh_ai_dagfactory import load_pipelines
 
 load_pipelines(None, globals(), cache_dir=False)
 """
-EXAMPLE_DAG_IDS = {"chat_completion_example", "multi_turn_chat", "templated_example", "single_embedding",
-                   "batch_embeddings", "chat_with_retry", "summarize_then_embed"}
+EXAMPLE_DAG_IDS = {
+    "chat_completion_example",
+    "multi_turn_chat",
+    "templated_example",
+    "single_embedding",
+    "batch_embeddings",
+    "chat_with_retry",
+    "summarize_then_embed",
+}
 ERROR_LINE = re.compile(r"broken\.yaml:7:18: error: .*temperature")
 
 

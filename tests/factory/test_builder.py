@@ -58,8 +58,12 @@ def test_dag_arguments(mapped):
     assert mapped.catchup is True and sorted(mapped.tags) == ["a", "b"] and mapped.max_active_runs == 2
     assert mapped.start_date.year == 2024 and mapped.end_date.year == 2030
     assert mapped.params["topic"] == "airflow"
-    assert mapped.default_args == {"owner": "data", "retries": 2, "retry_delay": timedelta(minutes=5),
-                                   "execution_timeout": timedelta(hours=1)}
+    assert mapped.default_args == {
+        "owner": "data",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "execution_timeout": timedelta(hours=1),
+    }
 
 
 def test_step_parameters_defaults_and_connections(mapped):
@@ -80,7 +84,8 @@ def test_edges_from_depends_on_and_references(mapped):
 
 def test_connection_falls_back_to_the_operator_default():
     pipeline = parse_pipeline_text(
-        "start_date: 2024-01-01\nsteps:\n  a: {type: embedding, model: BGE-M3, input: x}\n", "/p/plain.yaml")
+        "start_date: 2024-01-01\nsteps:\n  a: {type: embedding, model: BGE-M3, input: x}\n", "/p/plain.yaml"
+    )
     assert build_dag(pipeline).get_task("a").ovh_conn_id == "ovh_ai_endpoints_default"
 
 

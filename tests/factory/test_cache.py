@@ -51,7 +51,9 @@ def test_entries_are_json_data_that_read_back_exactly(tmp_path):
             continue
         parsed = cache.parse(str(path), folder)
         assert parsed.cached and parsed.pipeline == parse_pipeline_file(path)
-        assert [type(step) for step in parsed.pipeline.steps] == [type(step) for step in parse_pipeline_file(path).steps]
+        assert [type(step) for step in parsed.pipeline.steps] == [
+            type(step) for step in parse_pipeline_file(path).steps
+        ]
     entries = _entries(cache_dir)
     assert set(entries) == {str(path) for path in folder.iterdir()}
     assert all(entry["format"] == 2 for entry in entries.values())
@@ -104,8 +106,9 @@ def test_the_outcome_stored_is_the_outcome_of_the_bytes_hashed(write_pipeline, t
     holds the outcome of the bytes its digest names, never the other file's."""
     path = write_pipeline("flip.yaml", chat_pipeline())
     good, bad = path.read_bytes(), BROKEN.encode()
-    outcome_of = {hashlib.blake2b(raw, digest_size=20).hexdigest(): kind for raw, kind in ((good, "pipeline"),
-                                                                                           (bad, "errors"))}
+    outcome_of = {
+        hashlib.blake2b(raw, digest_size=20).hexdigest(): kind for raw, kind in ((good, "pipeline"), (bad, "errors"))
+    }
     stop = threading.Event()
 
     def rewrite() -> None:
@@ -208,9 +211,13 @@ class _Trip:
 
 
 def test_the_codec_needs_no_edit_for_new_dataclasses():
-    trip = _Trip(legs=(_Walk(1.5), _Ride(None), _Walk(2)), lasts=timedelta(days=2, microseconds=7),
-                 starts=datetime(2024, 5, 6, 7, 8, 9, 10, tzinfo=timezone(timedelta(hours=2))),
-                 notes={"a": [1, {"b": None}], "c": 1e300}, label=("x", "y"))
+    trip = _Trip(
+        legs=(_Walk(1.5), _Ride(None), _Walk(2)),
+        lasts=timedelta(days=2, microseconds=7),
+        starts=datetime(2024, 5, 6, 7, 8, 9, 10, tzinfo=timezone(timedelta(hours=2))),
+        notes={"a": [1, {"b": None}], "c": 1e300},
+        label=("x", "y"),
+    )
     back = cache_codec.decode(json.loads(json.dumps(cache_codec.encode(trip, _Trip))), _Trip)
     assert back == trip and type(back.legs[1]) is _Ride and type(back.legs[2].distance) is int
     with pytest.raises(cache_codec.Unstorable):  # YAML never gives a tuple there; JSON could not keep it

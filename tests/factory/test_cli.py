@@ -44,18 +44,30 @@ def test_render_bad_pipeline_prints_positions(tmp_path, capsys):
 
 
 def _run_cli(args, cwd: Path, env_extra: dict[str, str]):
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("AIRFLOW", "_AIRFLOW", "OPENAI", "OVH_AI_DAGFACTORY"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AIRFLOW", "_AIRFLOW", "OPENAI", "OVH_AI_DAGFACTORY"))
+    }
     env.update(env_extra)
-    return subprocess.run([sys.executable, "-m", "ovh_ai_dagfactory.cli.main", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "ovh_ai_dagfactory.cli.main", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def test_run_prints_each_steps_result(tmp_path, llmock):
     llmock.reply("Airflow runs workflows.")
     connection = {"conn_type": "ovhcloud_ai_endpoints", "host": llmock.base_url("openai"), "password": TEST_TOKEN}
-    done = _run_cli(["run", SUMMARIZE, "--logical-date", "2024-02-03"], tmp_path,
-                    {"AIRFLOW_CONN_OVH_AI_ENDPOINTS_DEFAULT": json.dumps(connection)})
+    done = _run_cli(
+        ["run", SUMMARIZE, "--logical-date", "2024-02-03"],
+        tmp_path,
+        {"AIRFLOW_CONN_OVH_AI_ENDPOINTS_DEFAULT": json.dumps(connection)},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "summarize (chat): success\n  content: Airflow runs workflows." in done.stdout
     assert "embed_summary (embedding): success\n  vectors: 1 × " in done.stdout

@@ -58,7 +58,8 @@ def test_single_embedding(airflow_db, ovh_connection, llmock, example_pipelines)
     dag_run = _run(example_pipelines, "single_embedding")
     [body] = _bodies(llmock, "/embeddings")
     assert body == {"model": "BGE-M3", "input": "Apache Airflow is a workflow orchestration tool"} or (
-        body["model"] == "BGE-M3" and body["input"] == "Apache Airflow is a workflow orchestration tool")
+        body["model"] == "BGE-M3" and body["input"] == "Apache Airflow is a workflow orchestration tool"
+    )
     assert len(xcom_value(dag_run, "create_embedding")["data"]) == 1
 
 

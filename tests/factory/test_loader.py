@@ -69,8 +69,7 @@ def test_default_folder_is_pipelines_next_to_the_loader_file(write_pipeline, tmp
 def test_shards_split_the_folder_without_overlap(write_pipeline, tmp_path):
     for number in range(20):
         write_pipeline(f"p{number:02}.yaml", chat_pipeline())
-    shards = [load_pipelines(tmp_path / "pipelines", {}, shard=i, shards=3, cache_dir=False).dag_ids
-              for i in range(3)]
+    shards = [load_pipelines(tmp_path / "pipelines", {}, shard=i, shards=3, cache_dir=False).dag_ids for i in range(3)]
     every = [dag_id for shard in shards for dag_id in shard]
     assert sorted(every) == [f"p{number:02}" for number in range(20)]
     assert all(shard for shard in shards)

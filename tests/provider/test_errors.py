@@ -54,7 +54,9 @@ def test_api_key_not_found_when_the_connection_does_not_exist(monkeypatch):
 
 
 def test_401_unauthorized_for_a_wrong_token_with_request_id(ovh_stub, monkeypatch):
-    set_env_connection(monkeypatch, {"conn_type": "ovhcloud_ai_endpoints", "host": ovh_stub.base_url, "password": "wrong-token"})
+    set_env_connection(
+        monkeypatch, {"conn_type": "ovhcloud_ai_endpoints", "host": ovh_stub.base_url, "password": "wrong-token"}
+    )
     with pytest.raises(errors.UnauthorizedError) as caught:
         _chat()
     message = str(caught.value)
@@ -93,7 +95,11 @@ def test_a_server_echoing_the_token_never_gets_it_into_our_message(stub_connecti
 
 @pytest.mark.parametrize(
     ("typo", "closest"),
-    [("Meta-Llama-3.3-70B-Instruct", "Meta-Llama-3_3-70B-Instruct"), ("bge-m3", "BGE-M3"), ("gpt-oss-12b", "gpt-oss-120b")],
+    [
+        ("Meta-Llama-3.3-70B-Instruct", "Meta-Llama-3_3-70B-Instruct"),
+        ("bge-m3", "BGE-M3"),
+        ("gpt-oss-12b", "gpt-oss-120b"),
+    ],
 )
 def test_model_not_found_suggests_the_closest_listed_models(stub_connection, ovh_stub, typo, closest):
     with pytest.raises(errors.ModelNotFoundError) as caught:
@@ -162,7 +168,9 @@ def test_429_after_retries_exhausted(ovh_connection, llmock):
 
 def test_429_with_a_retry_after_beyond_the_sdk_cap_is_not_retried(stub_connection, ovh_stub):
     ovh_stub.fail(429, body={"message": "slow down"}, headers={"retry-after": "600"})
-    with pytest.raises(errors.RateLimitError, match=r"^429 Too Many Requests.*not retried: the server asked to wait 600 s"):
+    with pytest.raises(
+        errors.RateLimitError, match=r"^429 Too Many Requests.*not retried: the server asked to wait 600 s"
+    ):
         _chat()
     assert len(ovh_stub.requests) == 1
 
@@ -171,7 +179,9 @@ def test_5xx_is_retried_with_backoff_then_reported(ovh_connection, llmock):
     llmock.fail(502, times=3, retry_after=0.1)
     with pytest.raises(errors.ServerError) as caught:
         _chat()
-    assert str(caught.value).startswith("502 Server Error") and "retries exhausted (2 client retries" in str(caught.value)
+    assert str(caught.value).startswith("502 Server Error") and "retries exhausted (2 client retries" in str(
+        caught.value
+    )
     assert not isinstance(caught.value, AirflowFailException)
     assert [r.status for r in _posts(llmock.requests)] == [502, 502, 502]
 
@@ -197,8 +207,15 @@ def test_unreachable_endpoint_is_a_retryable_connection_error(monkeypatch):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    set_env_connection(monkeypatch, {"conn_type": "generic", "host": f"http://127.0.0.1:{port}/v1",
-                                     "password": TEST_TOKEN, "extra": {"max_retries": 1}})
+    set_env_connection(
+        monkeypatch,
+        {
+            "conn_type": "generic",
+            "host": f"http://127.0.0.1:{port}/v1",
+            "password": TEST_TOKEN,
+            "extra": {"max_retries": 1},
+        },
+    )
     with pytest.raises(errors.EndpointConnectionError) as caught:
         _chat()
     assert str(caught.value).startswith(f"Connection error: could not reach http://127.0.0.1:{port}/v1")
@@ -208,7 +225,9 @@ def test_unreachable_endpoint_is_a_retryable_connection_error(monkeypatch):
 # -- through Airflow: 4xx fail the task without using its retries --------------------------------
 
 
-def test_client_errors_fail_the_task_without_airflow_retries(airflow_db, ovh_connection, llmock, monkeypatch, capfd, caplog):
+def test_client_errors_fail_the_task_without_airflow_retries(
+    airflow_db, ovh_connection, llmock, monkeypatch, capfd, caplog
+):
     statuses = [400, 401, 403, 404, 422]
     for status in statuses:
         llmock.fail(status, times=5, model=f"model-{status}")  # would answer every retry the same way
@@ -216,12 +235,19 @@ def test_client_errors_fail_the_task_without_airflow_retries(airflow_db, ovh_con
     with DAG(dag_id=dag_id("client_errors"), start_date=datetime(2024, 1, 1), schedule=None) as dag:
         for status in statuses:
             OVHCloudAIEndpointsChatCompletionsOperator(
-                task_id=f"status_{status}", model=f"model-{status}", messages=HI,
-                retries=3, retry_delay=timedelta(seconds=0),
+                task_id=f"status_{status}",
+                model=f"model-{status}",
+                messages=HI,
+                retries=3,
+                retry_delay=timedelta(seconds=0),
             )
         OVHCloudAIEndpointsChatCompletionsOperator(
-            task_id="no_token", model="m", messages=HI, ovh_conn_id="ovh_no_token",
-            retries=3, retry_delay=timedelta(seconds=0),
+            task_id="no_token",
+            model="m",
+            messages=HI,
+            ovh_conn_id="ovh_no_token",
+            retries=3,
+            retry_delay=timedelta(seconds=0),
         )
     dag_run = run_dag(dag)
 
@@ -234,7 +260,13 @@ def test_client_errors_fail_the_task_without_airflow_retries(airflow_db, ovh_con
 
     out, err = capfd.readouterr()
     logs = out + err + caplog.text
-    for words in ("400 Bad Request", "401 Unauthorized", "403 Forbidden", "Model not found: 'model-404'",
-                  "422 Unprocessable Entity", "API key not found: connection 'ovh_no_token'"):
+    for words in (
+        "400 Bad Request",
+        "401 Unauthorized",
+        "403 Forbidden",
+        "Model not found: 'model-404'",
+        "422 Unprocessable Entity",
+        "API key not found: connection 'ovh_no_token'",
+    ):
         assert words in logs, words
     assert TEST_TOKEN not in logs

@@ -28,8 +28,13 @@ OVH = "https://oai.endpoints.kepler.ai.cloud.ovh.net/v1"
         ("", None, "", None, OVH),
         ("http://127.0.0.1:8000/v1", None, None, None, "http://127.0.0.1:8000/v1"),
         ("http://127.0.0.1:8000/v1/", None, None, None, "http://127.0.0.1:8000/v1"),
-        ("https://llama.endpoints.kepler.ai.cloud.ovh.net/api/openai_compat/v1", None, None, None,
-         "https://llama.endpoints.kepler.ai.cloud.ovh.net/api/openai_compat/v1"),
+        (
+            "https://llama.endpoints.kepler.ai.cloud.ovh.net/api/openai_compat/v1",
+            None,
+            None,
+            None,
+            "https://llama.endpoints.kepler.ai.cloud.ovh.net/api/openai_compat/v1",
+        ),
         ("https://gateway.example.com", None, None, None, "https://gateway.example.com/v1"),  # path defaults to /v1
         ("gateway.example.com", 8443, "api/v1", None, "https://gateway.example.com:8443/api/v1"),  # URI form
         ("localhost", 11434, "v1", None, "http://localhost:11434/v1"),  # loopback: http
@@ -50,7 +55,9 @@ def test_default_base_url_is_ovh_when_no_host(monkeypatch):
     assert str(hook.get_conn().base_url).rstrip("/") == OVH  # no request made
 
 
-def test_json_env_connection_sends_the_bearer_token_and_ignores_openai_env(stub_connection, ovh_stub, llmock, monkeypatch):
+def test_json_env_connection_sends_the_bearer_token_and_ignores_openai_env(
+    stub_connection, ovh_stub, llmock, monkeypatch
+):
     # llmock's fixture set OPENAI_BASE_URL / OPENAI_API_KEY to itself; add the org/project ones too.
     monkeypatch.setenv("OPENAI_ORG_ID", "org-should-not-be-sent")
     monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-should-not-be-sent")
@@ -87,7 +94,9 @@ def test_uri_env_connection_with_a_scheme_in_the_host(ovh_stub, monkeypatch):
 
 
 def test_token_from_the_api_key_extra(ovh_stub, monkeypatch):
-    set_env_connection(monkeypatch, {"conn_type": "generic", "host": ovh_stub.base_url, "extra": {"api_key": TEST_TOKEN}})
+    set_env_connection(
+        monkeypatch, {"conn_type": "generic", "host": ovh_stub.base_url, "extra": {"api_key": TEST_TOKEN}}
+    )
     OVHCloudAIEndpointsHook().create_embedding(model="BGE-M3", input="x")
     assert ovh_stub.requests[0].headers["authorization"] == f"Bearer {TEST_TOKEN}"
 
@@ -106,8 +115,15 @@ def test_constructor_arguments_and_extras_override(ovh_stub, monkeypatch):
     client = hook.get_conn()
     assert hook.get_conn() is client  # cached
     assert (client.max_retries, client.timeout.read, client.timeout.connect) == (5, 12, 10)
-    set_env_connection(monkeypatch, {"conn_type": "generic", "host": ovh_stub.base_url, "password": TEST_TOKEN,
-                                     "extra": {"timeout": "3", "max_retries": "0"}})
+    set_env_connection(
+        monkeypatch,
+        {
+            "conn_type": "generic",
+            "host": ovh_stub.base_url,
+            "password": TEST_TOKEN,
+            "extra": {"timeout": "3", "max_retries": "0"},
+        },
+    )
     client = OVHCloudAIEndpointsHook(timeout=12, max_retries=5).get_conn()
     assert (client.max_retries, client.timeout.read) == (0, 3)
 
@@ -140,7 +156,9 @@ def test_metadata_db_connection_with_generic_type(airflow_db, ovh_stub):
 def test_none_parameters_are_not_sent_and_extra_kwargs_are(stub_connection, ovh_stub):
     hook = OVHCloudAIEndpointsHook()
     hook.chat_completion(model="gpt-oss-120b", messages=HI)
-    hook.chat_completion(model="gpt-oss-120b", messages=HI, seed=42, response_format={"type": "json_object"}, top_p=None)
+    hook.chat_completion(
+        model="gpt-oss-120b", messages=HI, seed=42, response_format={"type": "json_object"}, top_p=None
+    )
     first, second = (r.body for r in ovh_stub.requests)
     assert first == {"model": "gpt-oss-120b", "messages": HI}
     assert second == {"model": "gpt-oss-120b", "messages": HI, "seed": 42, "response_format": {"type": "json_object"}}
@@ -153,8 +171,13 @@ def test_stream_is_refused_with_a_clear_message(stub_connection, ovh_stub):
 
 
 def test_deprecation_warning_header_is_logged(stub_connection, ovh_stub, caplog, capfd):
-    body = {"id": "c", "object": "chat.completion", "created": 1, "model": "old-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}
+    body = {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "old-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+    }
     ovh_stub.fail(200, body=body, headers={"x-warning": "model old-model is deprecated, use gpt-oss-120b"})
     response = OVHCloudAIEndpointsHook().chat_completion(model="old-model", messages=HI)
     assert response == body  # the wire JSON exactly, no None-filled fields added
@@ -181,8 +204,10 @@ def test_test_connection_reports_a_missing_token_and_an_unreachable_host(monkeyp
     set_env_connection(monkeypatch, {"conn_type": "generic", "host": "http://127.0.0.1:9/v1"})
     ok, message = OVHCloudAIEndpointsHook().test_connection()
     assert not ok and message.startswith("API key not found")
-    set_env_connection(monkeypatch, {"conn_type": "generic", "host": "http://127.0.0.1:9/v1", "password": TEST_TOKEN,
-                                     "extra": {"max_retries": 0}})
+    set_env_connection(
+        monkeypatch,
+        {"conn_type": "generic", "host": "http://127.0.0.1:9/v1", "password": TEST_TOKEN, "extra": {"max_retries": 0}},
+    )
     ok, message = OVHCloudAIEndpointsHook().test_connection()
     assert not ok and message.startswith("Connection error: could not reach http://127.0.0.1:9/v1")
     assert TEST_TOKEN not in message
@@ -192,8 +217,12 @@ def test_test_connection_reports_a_missing_token_and_an_unreachable_host(monkeyp
     ("uri", "base_url", "timeout", "max_retries"),
     [  # the URI examples of docs/provider.md
         ("ovhcloud-ai-endpoints://:your-api-token-here@", OVH, 300.0, 2),
-        ("ovhcloud-ai-endpoints://:your-api-token-here@gateway.example.com:8443/api/v1?timeout=120&max_retries=3",
-         "https://gateway.example.com:8443/api/v1", 120.0, 3),
+        (
+            "ovhcloud-ai-endpoints://:your-api-token-here@gateway.example.com:8443/api/v1?timeout=120&max_retries=3",
+            "https://gateway.example.com:8443/api/v1",
+            120.0,
+            3,
+        ),
         ("generic://http://127.0.0.1:8000/v1?api_key=your-api-token-here", "http://127.0.0.1:8000/v1", 300.0, 2),
     ],
 )
@@ -201,7 +230,11 @@ def test_documented_uri_forms(monkeypatch, uri, base_url, timeout, max_retries):
     set_env_connection(monkeypatch, uri)
     settings = OVHCloudAIEndpointsHook().settings
     assert (settings.base_url, settings.api_key, settings.timeout, settings.max_retries) == (
-        base_url, "your-api-token-here", timeout, max_retries)
+        base_url,
+        "your-api-token-here",
+        timeout,
+        max_retries,
+    )
     assert "your-api-token-here" not in repr(settings)
 
 

@@ -24,8 +24,9 @@ from provider.shared import REPO_ROOT
 
 
 def _python(code: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
-                            env=os.environ.copy(), timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, env=os.environ.copy(), timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -102,8 +103,13 @@ print(json.dumps({"registered": "ovh-ai-dagfactory" in providers, "hook_class": 
 
 def test_airflow_providers_list_shows_us():
     airflow_cli = Path(sys.executable).parent / "airflow"
-    result = subprocess.run([str(airflow_cli), "providers", "list", "--output", "json"], capture_output=True,
-                            text=True, env=os.environ.copy(), timeout=180)
+    result = subprocess.run(
+        [str(airflow_cli), "providers", "list", "--output", "json"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     # Airflow may log to stdout before the JSON document: take the line that holds it.
     listed = json.loads([line for line in result.stdout.splitlines() if line.startswith("[{")][-1])
@@ -114,7 +120,9 @@ def test_airflow_providers_list_shows_us():
 def test_provider_info_declares_hook_operators_and_connection_type():
     info = get_provider_info()
     assert info["package-name"] == "ovh-ai-dagfactory"
-    assert info["connection-types"][0]["connection-type"] == OVHCloudAIEndpointsHook.conn_type == "ovhcloud_ai_endpoints"
+    assert (
+        info["connection-types"][0]["connection-type"] == OVHCloudAIEndpointsHook.conn_type == "ovhcloud_ai_endpoints"
+    )
     assert info["connection-types"][0]["hook-class-name"].endswith(".OVHCloudAIEndpointsHook")
     assert info["hooks"][0]["python-modules"] == ["ovh_ai_dagfactory.hooks.ai_endpoints"]
     assert info["operators"][0]["python-modules"] == ["ovh_ai_dagfactory.operators.ai_endpoints"]

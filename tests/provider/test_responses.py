@@ -25,9 +25,17 @@ HTML = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h
 def chat_answer(content, finish_reason="stop", **message):
     """A chat.completion body as the API sends it, with the first message's content set."""
     return {
-        "id": "chatcmpl-x", "object": "chat.completion", "created": 1, "model": CHAT_MODEL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content, **message},
-                     "finish_reason": finish_reason}],
+        "id": "chatcmpl-x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": CHAT_MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, **message},
+                "finish_reason": finish_reason,
+            }
+        ],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
 
@@ -104,13 +112,18 @@ def test_list_models_and_the_test_button_explain_an_html_answer(ovh_stub):
 )
 def test_json_that_is_not_a_chat_completion_is_fatal(ovh_stub, body, problem):
     # A str body is sent as text/plain by the stub: the JSON string must be encoded to be JSON.
-    ovh_stub.respond(200, body=json.dumps(body).encode() if isinstance(body, str) else body,
-                     headers={"content-type": "application/json"})
+    ovh_stub.respond(
+        200,
+        body=json.dumps(body).encode() if isinstance(body, str) else body,
+        headers={"content-type": "application/json"},
+    )
     with pytest.raises(errors.IncompatibleResponseError) as caught:
         _chat()
     message = str(caught.value)
-    assert message.startswith(f"Unexpected response: chat completion on {ovh_stub.base_url}/chat/completions "
-                              "answered HTTP 200 (application/json) with JSON that is not a chat completion ")
+    assert message.startswith(
+        f"Unexpected response: chat completion on {ovh_stub.base_url}/chat/completions "
+        "answered HTTP 200 (application/json) with JSON that is not a chat completion "
+    )
     assert f"({problem}): " in message and "Not retried" in message
     assert isinstance(caught.value, AirflowFailException) and isinstance(caught.value, errors.UnexpectedResponseError)
     assert len(ovh_stub.requests) == 1
@@ -137,8 +150,9 @@ def test_json_that_is_not_an_embeddings_list_is_fatal(ovh_stub, body, problem):
 
 def test_the_hook_returns_a_well_formed_answer_without_text_as_it_came(ovh_stub):
     # Refusing it is the operator's job: a Python caller may want a tool-calls-only answer.
-    body = chat_answer(None, "tool_calls", tool_calls=[{"id": "t1", "type": "function",
-                                                        "function": {"name": "f", "arguments": "{}"}}])
+    body = chat_answer(
+        None, "tool_calls", tool_calls=[{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    )
     ovh_stub.respond(200, body=body)
     assert _chat() == body
 
@@ -167,8 +181,11 @@ def test_a_token_echoed_in_a_200_body_is_redacted_everywhere_in_the_returned_dic
 def test_a_token_echoed_with_json_escapes_is_redacted_too(ovh_stub):
     # `\u0073` is "s": the raw body does not contain the token, the decoded string does.
     escaped = "\\u" + format(ord(TEST_TOKEN[0]), "04x") + TEST_TOKEN[1:]
-    ovh_stub.respond(200, body=json.dumps(chat_answer("TOKEN")).replace("TOKEN", escaped).encode(),
-                     headers={"content-type": "application/json"})
+    ovh_stub.respond(
+        200,
+        body=json.dumps(chat_answer("TOKEN")).replace("TOKEN", escaped).encode(),
+        headers={"content-type": "application/json"},
+    )
     response = _chat()
     assert TEST_TOKEN not in json.dumps(response) and response["choices"][0]["message"]["content"] == "***"
 

@@ -27,9 +27,17 @@ HI = [{"role": "user", "content": "hi"}]
 
 def chat_answer(model, content, finish_reason="stop", **message):
     return {
-        "id": f"chatcmpl-{model}", "object": "chat.completion", "created": 1, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content, **message},
-                     "finish_reason": finish_reason}],
+        "id": f"chatcmpl-{model}",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, **message},
+                "finish_reason": finish_reason,
+            }
+        ],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
 
@@ -41,26 +49,50 @@ def _chat_task(task_id, model, **kwargs):
 
 
 def test_an_echoed_token_never_reaches_xcom_or_the_log_and_empty_answers_fail_the_task(ovh_stub, capfd, caplog):
-    ovh_stub.respond(200, model="gpt-oss-120b", body=chat_answer(
-        "gpt-oss-120b", f"I saw {ECHO_AUTHORIZATION}", debug={"authorization": ECHO_AUTHORIZATION}))
-    ovh_stub.respond(200, model="Mixtral-8x22B-Instruct-v0.1", times=5,
-                     body=chat_answer("Mixtral-8x22B-Instruct-v0.1", None, "length"))
-    ovh_stub.respond(200, model="Meta-Llama-3_3-70B-Instruct", times=5, body=chat_answer(
-        "Meta-Llama-3_3-70B-Instruct", None, "tool_calls",
-        tool_calls=[{"id": "t1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]))
-    one_vector = {"object": "list", "model": "BGE-M3", "usage": {"prompt_tokens": 2, "total_tokens": 2},
-                  "data": [{"object": "embedding", "index": 0, "embedding": [0.1]}]}
+    ovh_stub.respond(
+        200,
+        model="gpt-oss-120b",
+        body=chat_answer("gpt-oss-120b", f"I saw {ECHO_AUTHORIZATION}", debug={"authorization": ECHO_AUTHORIZATION}),
+    )
+    ovh_stub.respond(
+        200,
+        model="Mixtral-8x22B-Instruct-v0.1",
+        times=5,
+        body=chat_answer("Mixtral-8x22B-Instruct-v0.1", None, "length"),
+    )
+    ovh_stub.respond(
+        200,
+        model="Meta-Llama-3_3-70B-Instruct",
+        times=5,
+        body=chat_answer(
+            "Meta-Llama-3_3-70B-Instruct",
+            None,
+            "tool_calls",
+            tool_calls=[{"id": "t1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}],
+        ),
+    )
+    one_vector = {
+        "object": "list",
+        "model": "BGE-M3",
+        "usage": {"prompt_tokens": 2, "total_tokens": 2},
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.1]}],
+    }
     ovh_stub.respond(200, model="BGE-M3", times=5, body=one_vector)
     with DAG(dag_id=dag_id("unusable_answers"), start_date=datetime(2024, 1, 1), schedule=None) as dag:
         _chat_task("echo", "gpt-oss-120b")
         _chat_task("null_content", "Mixtral-8x22B-Instruct-v0.1", max_tokens=16)
         _chat_task("tool_calls_only", "Meta-Llama-3_3-70B-Instruct")
-        OVHCloudAIEndpointsEmbeddingOperator(task_id="too_few_vectors", model="BGE-M3", input=["a", "b"],
-                                             retries=2, retry_delay=timedelta(seconds=0))
+        OVHCloudAIEndpointsEmbeddingOperator(
+            task_id="too_few_vectors", model="BGE-M3", input=["a", "b"], retries=2, retry_delay=timedelta(seconds=0)
+        )
     dag_run = run_dag(dag)
 
-    assert task_states(dag_run) == {"echo": "success", "null_content": "failed", "tool_calls_only": "failed",
-                                    "too_few_vectors": "failed"}
+    assert task_states(dag_run) == {
+        "echo": "success",
+        "null_content": "failed",
+        "tool_calls_only": "failed",
+        "too_few_vectors": "failed",
+    }
     # NoContentError is fatal: one try, one request each, although every task has retries=2.
     assert all(ti.try_number == 1 for ti in dag_run.get_task_instances())
     posts = [r.body["model"] for r in ovh_stub.requests if r.method == "POST"]
@@ -77,8 +109,10 @@ def test_an_echoed_token_never_reaches_xcom_or_the_log_and_empty_answers_fail_th
     out, err = capfd.readouterr()
     logs = out + err + caplog.text
     assert TEST_TOKEN not in logs + json.dumps(echoed)
-    assert ("No content: chat completion of model 'Mixtral-8x22B-Instruct-v0.1' returned content null "
-            "(finish_reason='length'") in logs
+    assert (
+        "No content: chat completion of model 'Mixtral-8x22B-Instruct-v0.1' returned content null "
+        "(finish_reason='length'"
+    ) in logs
     assert "reached max_tokens (16)" in logs
     assert "model 'Meta-Llama-3_3-70B-Instruct' returned tool calls only (lookup)" in logs
     assert "No vectors: embedding of model 'BGE-M3' returned 1 vector(s) with indexes [0] for 2 input(s)" in logs
@@ -132,8 +166,9 @@ def test_the_embedding_operator_refuses_anything_but_one_vector_per_input(ovh_st
 
 
 def test_the_operators_accept_answers_with_their_result(ovh_stub):
-    ovh_stub.respond(200, body={"object": "list", "data": [{"index": 1, "embedding": [0.2]},
-                                                           {"index": 0, "embedding": [0.1]}]})
+    ovh_stub.respond(
+        200, body={"object": "list", "data": [{"index": 1, "embedding": [0.2]}, {"index": 0, "embedding": [0.1]}]}
+    )
     vectors = OVHCloudAIEndpointsEmbeddingOperator(task_id="e", model="BGE-M3", input=["a", "b"]).execute({})
     assert [item["index"] for item in vectors["data"]] == [1, 0]  # out of order is fine, the wire JSON is kept
     answer = OVHCloudAIEndpointsChatCompletionsOperator(task_id="c", model="gpt-oss-120b", messages=HI).execute({})

@@ -37,7 +37,9 @@ def assert_no_token(*texts: str) -> None:
 
 def test_basic_chat_sends_the_seed_request_and_returns_the_openai_shape(ovh_connection, llmock, capfd, caplog):
     llmock.reply("Machine learning is learning patterns from data.")
-    with DAG(dag_id=dag_id("chat_completion_example"), start_date=datetime(2024, 1, 1), schedule=None, catchup=False) as dag:
+    with DAG(
+        dag_id=dag_id("chat_completion_example"), start_date=datetime(2024, 1, 1), schedule=None, catchup=False
+    ) as dag:
         OVHCloudAIEndpointsChatCompletionsOperator(
             task_id="generate_response",
             model="Meta-Llama-3_3-70B-Instruct",
@@ -60,8 +62,11 @@ def test_basic_chat_sends_the_seed_request_and_returns_the_openai_shape(ovh_conn
     assert response["object"] == "chat.completion"
     assert response["model"] == "Meta-Llama-3_3-70B-Instruct"
     assert {"id", "created", "choices", "usage"} <= set(response)
-    assert response["choices"][0]["message"] == {**response["choices"][0]["message"], "role": "assistant",
-                                                 "content": "Machine learning is learning patterns from data."}
+    assert response["choices"][0]["message"] == {
+        **response["choices"][0]["message"],
+        "role": "assistant",
+        "content": "Machine learning is learning patterns from data.",
+    }
     assert response["choices"][0]["finish_reason"] == "stop"
     usage = response["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
@@ -101,7 +106,9 @@ def test_each_parameter_of_the_table_reaches_the_request(ovh_connection, llmock,
     # and the operator passes the same keyword arguments (see test_operator_parameters_reach_the_request).
     from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
 
-    OVHCloudAIEndpointsHook().chat_completion(model="m", messages=[{"role": "user", "content": "x"}], **{parameter: value})
+    OVHCloudAIEndpointsHook().chat_completion(
+        model="m", messages=[{"role": "user", "content": "x"}], **{parameter: value}
+    )
     assert llmock.last_request.body[parameter] == value
 
 
@@ -114,7 +121,11 @@ def test_operator_parameters_reach_the_request(ovh_connection, llmock):
     dag_run = run_dag(dag)
     assert task_states(dag_run) == {"chat": "success"}
     [request] = _posts(llmock)
-    assert request.body == {"model": "Mixtral-8x22B-Instruct-v0.1", "messages": [{"role": "user", "content": "hi"}], **params}
+    assert request.body == {
+        "model": "Mixtral-8x22B-Instruct-v0.1",
+        "messages": [{"role": "user", "content": "hi"}],
+        **params,
+    }
 
 
 def test_single_and_batch_embeddings(stub_connection, ovh_stub, capfd, caplog):
@@ -194,7 +205,9 @@ def test_hook_inside_a_python_operator_chats_then_embeds(stub_connection, ovh_st
 
 def test_jinja_templating_renders_variable_and_ds(stub_connection, ovh_stub, monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_LLM_MODEL", "gpt-oss-120b")
-    with DAG(dag_id=dag_id("templated_example"), start_date=datetime(2024, 1, 1), schedule="@daily", catchup=False) as dag:
+    with DAG(
+        dag_id=dag_id("templated_example"), start_date=datetime(2024, 1, 1), schedule="@daily", catchup=False
+    ) as dag:
         OVHCloudAIEndpointsChatCompletionsOperator(
             task_id="analyze_daily_data",
             model="{{ var.value.llm_model }}",  # From Airflow Variables

@@ -22,8 +22,9 @@ steps:
 
 
 def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ovh_ai_dagfactory.cli.main", *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "ovh_ai_dagfactory.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=60
+    )
 
 
 def test_valid_folder_exits_0_with_a_summary() -> None:
@@ -53,8 +54,13 @@ def test_json_format(tmp_path: Path) -> None:
     result = cli("validate", "--format", "json", str(tmp_path))
     assert result.returncode == 1
     document = json.loads(result.stdout)
-    assert document["summary"] == {"files": 2, "invalid_files": 1, "errors": 1, "valid": False,
-                                   "text": "1 error in 1 of 2 files"}
+    assert document["summary"] == {
+        "files": 2,
+        "invalid_files": 1,
+        "errors": 1,
+        "valid": False,
+        "text": "1 error in 1 of 2 files",
+    }
     assert document["files"] == [
         {"path": str(tmp_path / "bad.yaml"), "valid": False, "dag_id": None},
         {"path": str(tmp_path / "good.yml"), "valid": True, "dag_id": "good"},
@@ -70,10 +76,13 @@ def test_whole_invalid_corpus_without_a_traceback() -> None:
     assert result.stdout.splitlines()[-1].endswith(f"of {len(list(INVALID.glob('*.yaml')))} files")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["validate", "does/not/exist.yaml"], "no such file or folder: does/not/exist.yaml"),
-    (["validate", "docs"], "no *.yaml or *.yml files found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["validate", "does/not/exist.yaml"], "no such file or folder: does/not/exist.yaml"),
+        (["validate", "docs"], "no *.yaml or *.yml files found"),
+    ],
+)
 def test_usage_errors_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
     if args[1] == "docs":
         args = ["validate", str(tmp_path)]

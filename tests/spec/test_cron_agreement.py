@@ -17,20 +17,75 @@ from ovh_ai_dagfactory.spec.cron import AIRFLOW_CRON_PRESETS, schedule_problem
 
 CORPUS = [
     # presets, special timetables and names croniter knows that Airflow does not list
-    "@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly",
-    "@annually", "@midnight", "@reboot", "@dayly", "@", "@ daily", "@DAILY",
+    "@once",
+    "@continuous",
+    "@hourly",
+    "@daily",
+    "@weekly",
+    "@monthly",
+    "@quarterly",
+    "@yearly",
+    "@annually",
+    "@midnight",
+    "@reboot",
+    "@dayly",
+    "@",
+    "@ daily",
+    "@DAILY",
     # ordinary crons
-    "0 6 * * 1-5", "*/15 * * * *", "0 0 1 1 *", "5 4 * * sun", "0 22 * * 1-5", "0 0 * * MON#1",
-    "0 0 L * *", "0 0 * * 5L", "0 0 1,15 * *", "0-59/5 * * * *", "0 0 * JAN-MAR *",
+    "0 6 * * 1-5",
+    "*/15 * * * *",
+    "0 0 1 1 *",
+    "5 4 * * sun",
+    "0 22 * * 1-5",
+    "0 0 * * MON#1",
+    "0 0 L * *",
+    "0 0 * * 5L",
+    "0 0 1,15 * *",
+    "0-59/5 * * * *",
+    "0 0 * JAN-MAR *",
     # six and seven fields, spacing
-    "0 0 * * * *", "0 0 * * * 30", "0 0 * * * * *", " 0 * * * *", "0\t* * * *", "0  *  *  *  *",
-    "0 * * * * ", "\n0 * * * *",
+    "0 0 * * * *",
+    "0 0 * * * 30",
+    "0 0 * * * * *",
+    " 0 * * * *",
+    "0\t* * * *",
+    "0  *  *  *  *",
+    "0 * * * * ",
+    "\n0 * * * *",
     # out of range, malformed
-    "61 * * * *", "* 24 * * *", "* * 32 * *", "* * * 13 *", "* * * * 8", "*/0 * * * *", "0 6 * *",
-    "0 6", "", " ", "* * * * * * * *", "H * * * *", "H(0-30) * * * *", "1e3 * * * *", "\u0661 * * * *",
-    "0 0 1-0 * *", "5-1 * * * *", "0 0 * * MON#6", "? * * * *", "* * ? * *", "0 0 31 2 *",
-    "-1 * * * *", "0,,1 * * * *", "0 0 * * 7", "0 0 * * SUN-SAT", "0 0 * * 8-9", "* * * * * 60",
-    "99999999999999999999 * * * *", "*/99999999999 * * * *", "0 0 */32 * *", "0 0 W * *", "0 0 15W * *",
+    "61 * * * *",
+    "* 24 * * *",
+    "* * 32 * *",
+    "* * * 13 *",
+    "* * * * 8",
+    "*/0 * * * *",
+    "0 6 * *",
+    "0 6",
+    "",
+    " ",
+    "* * * * * * * *",
+    "H * * * *",
+    "H(0-30) * * * *",
+    "1e3 * * * *",
+    "\u0661 * * * *",
+    "0 0 1-0 * *",
+    "5-1 * * * *",
+    "0 0 * * MON#6",
+    "? * * * *",
+    "* * ? * *",
+    "0 0 31 2 *",
+    "-1 * * * *",
+    "0,,1 * * * *",
+    "0 0 * * 7",
+    "0 0 * * SUN-SAT",
+    "0 0 * * 8-9",
+    "* * * * * 60",
+    "99999999999999999999 * * * *",
+    "*/99999999999 * * * *",
+    "0 0 */32 * *",
+    "0 0 W * *",
+    "0 0 15W * *",
 ]
 
 
@@ -39,8 +94,12 @@ def airflow_accepts(schedule: str) -> bool:
 
     try:
         # max_active_runs=1: @continuous needs it (a separate rule, checked in checks.py).
-        dag = DAG(dag_id="cron_agreement", schedule=schedule, start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
-                  max_active_runs=1)
+        dag = DAG(
+            dag_id="cron_agreement",
+            schedule=schedule,
+            start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+            max_active_runs=1,
+        )
         dag.validate()
         dag_serializer().to_dict(dag)
     except Exception:  # noqa: BLE001 - any refusal counts: that is what would land on the DAG file
@@ -54,8 +113,39 @@ def test_validate_agrees_with_airflow(schedule: str) -> None:
 
 
 CRON_FIELD = st.one_of(
-    st.sampled_from(["*", "0", "1", "5", "7", "12", "23", "24", "31", "32", "59", "60", "61", "L", "W", "?",
-                     "MON", "SUN", "JAN", "*/5", "*/0", "1-5", "5-1", "1,2", "MON#2", "5L", "H", "-1", "1e3"]),
+    st.sampled_from(
+        [
+            "*",
+            "0",
+            "1",
+            "5",
+            "7",
+            "12",
+            "23",
+            "24",
+            "31",
+            "32",
+            "59",
+            "60",
+            "61",
+            "L",
+            "W",
+            "?",
+            "MON",
+            "SUN",
+            "JAN",
+            "*/5",
+            "*/0",
+            "1-5",
+            "5-1",
+            "1,2",
+            "MON#2",
+            "5L",
+            "H",
+            "-1",
+            "1e3",
+        ]
+    ),
     st.text(alphabet="0123456789*/-,#LWH?", min_size=1, max_size=5),
 )
 

@@ -15,8 +15,14 @@ EXAMPLES = sorted(PIPELINES.glob("*.yaml"))
 
 def test_there_is_one_example_per_seed_example() -> None:
     assert {path.stem for path in EXAMPLES} >= {
-        "basic_chat", "multi_turn_chat", "templated_daily_report", "single_embedding",
-        "batch_embeddings", "chat_with_retries", "summarize_then_embed"}
+        "basic_chat",
+        "multi_turn_chat",
+        "templated_daily_report",
+        "single_embedding",
+        "batch_embeddings",
+        "chat_with_retries",
+        "summarize_then_embed",
+    }
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.stem)
@@ -37,9 +43,15 @@ def test_basic_chat_matches_the_seed() -> None:
     (step,) = pipeline.steps
     assert isinstance(step, ChatStep)
     assert (step.step_id, step.model, step.temperature, step.max_tokens) == (
-        "generate_response", "Meta-Llama-3_3-70B-Instruct", 0.7, 500)
+        "generate_response",
+        "Meta-Llama-3_3-70B-Instruct",
+        0.7,
+        500,
+    )
     assert [(m.role, m.content) for m in step.messages] == [
-        ("system", "You are a helpful assistant."), ("user", "Explain machine learning in simple terms.")]
+        ("system", "You are a helpful assistant."),
+        ("user", "Explain machine learning in simple terms."),
+    ]
     assert pipeline.schedule is None
     assert pipeline.start_date == datetime(2024, 1, 1, tzinfo=timezone.utc)
 

@@ -66,8 +66,9 @@ def test_a_symlink_to_a_regular_file_is_read(tmp_path: Path) -> None:
 
 def test_a_folder_named_yaml_is_refused(tmp_path: Path) -> None:
     (tmp_path / "folder.yaml").mkdir()
-    assert errors_of(tmp_path / "folder.yaml") == [(1, 1, "not a regular file (a folder); only regular files "
-                                                       "are read as pipelines")]
+    assert errors_of(tmp_path / "folder.yaml") == [
+        (1, 1, "not a regular file (a folder); only regular files are read as pipelines")
+    ]
 
 
 def test_size_cap_default_and_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -71,22 +71,32 @@ steps:
     assert pipeline.steps[0].model == "{{ var.value.llm_model }}"  # the step's own model wins
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("2024-01-01", datetime(2024, 1, 1, tzinfo=timezone.utc)),
-    ("2024-01-01T06:30:00", datetime(2024, 1, 1, 6, 30, tzinfo=timezone.utc)),
-    ("2024-01-01 06:30:00+02:00", datetime(2024, 1, 1, 4, 30, tzinfo=timezone.utc)),
-    ('"2024-01-01"', datetime(2024, 1, 1, tzinfo=timezone.utc)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2024-01-01", datetime(2024, 1, 1, tzinfo=timezone.utc)),
+        ("2024-01-01T06:30:00", datetime(2024, 1, 1, 6, 30, tzinfo=timezone.utc)),
+        ("2024-01-01 06:30:00+02:00", datetime(2024, 1, 1, 4, 30, tzinfo=timezone.utc)),
+        ('"2024-01-01"', datetime(2024, 1, 1, tzinfo=timezone.utc)),
+    ],
+)
 def test_start_date_becomes_aware_utc(text: str, expected: datetime) -> None:
     pipeline = parse_pipeline_text(f"start_date: {text}\n" + MINIMAL, "p.yaml")
     assert pipeline.start_date == expected
     assert pipeline.start_date.tzinfo is not None
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("30s", timedelta(seconds=30)), ("5m", timedelta(minutes=5)), ("1h", timedelta(hours=1)),
-    ("1h30m", timedelta(hours=1, minutes=30)), ("2d", timedelta(days=2)), (90, timedelta(seconds=90)),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("30s", timedelta(seconds=30)),
+        ("5m", timedelta(minutes=5)),
+        ("1h", timedelta(hours=1)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("2d", timedelta(days=2)),
+        (90, timedelta(seconds=90)),
+    ],
+)
 def test_durations(value: object, expected: timedelta) -> None:
     assert parse_duration(value) == expected
 
@@ -166,7 +176,9 @@ def test_folders_skip_hidden_directories(tmp_path: Path) -> None:
 
 def test_empty_value_where_a_string_is_expected() -> None:
     with pytest.raises(PipelineInvalid) as caught:
-        parse_pipeline_text(MINIMAL.replace("[{role: user, content: Hello}]", "\n      - role: user\n        content:"), "p.yaml")
+        parse_pipeline_text(
+            MINIMAL.replace("[{role: user, content: Hello}]", "\n      - role: user\n        content:"), "p.yaml"
+        )
     (error,) = caught.value.errors
     assert "got null" in error.message and "empty" in (error.hint or "")
 
