@@ -8,21 +8,18 @@ module (through the operators) in every parse, and the scheduler should not pay 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import difflib
+import inspect
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ovh_ai_dagfactory.compat import AirflowNotFoundException, BaseHook, mask_secret
 from ovh_ai_dagfactory.hooks.connection import EndpointSettings, settings_from_connection
-from ovh_ai_dagfactory.hooks.errors import (
-    CallContext,
-    OVHCloudAIEndpointsError,
-    OVHCloudAIEndpointsFatalError,
-    api_key_not_found,
-    from_openai_error,
-    redact,
-)
+from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, OVHCloudAIEndpointsError, api_key_not_found
+from ovh_ai_dagfactory.hooks.redaction import redact
 from ovh_ai_dagfactory.hooks.responses import wire_json
+from ovh_ai_dagfactory.hooks.sdk_errors import CallContext, from_openai_error
 from ovh_ai_dagfactory.provider_info import CONN_TYPE, DEFAULT_BASE_URL, HOOK_NAME, UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:
@@ -121,32 +118,40 @@ class OVHCloudAIEndpointsHook(BaseHook):
         stop: str | list[str] | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        """POST /chat/completions; returns the response exactly as the wire JSON."""
+        """POST /chat/completions; returns the response exactly as the wire JSON.
+
+        `kwargs` are any other parameter of the openai SDK's `chat.completions.create` (`seed`,
+        `response_format`, `tools`, ...), including `extra_body`, `extra_headers`, `extra_query`
+        and `timeout`. A parameter left at None is not sent.
+        """
         if kwargs.get("stream"):
-            raise OVHCloudAIEndpointsFatalError(
+            raise InvalidRequestError(
                 "stream=True is not supported: chat_completion returns one whole response. "
                 "Remove `stream` (the full answer is returned as a dict)."
             )
         params = _without_none(temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, **kwargs)
         client = self.get_conn()
+        create = client.chat.completions.with_raw_response.create
+        _check_parameters(create, "chat completion", "chat.completions.create", params)
         with self._translated_errors("chat completion", model):
-            raw = client.chat.completions.with_raw_response.create(
-                model=model,
-                messages=messages,
-                **self._with_auth(params),  # type: ignore[arg-type]
-            )
+            raw = create(model=model, messages=messages, **self._with_auth(params))  # type: ignore[arg-type]
         return self._parsed(raw, "chat completion", model)
 
     def create_embedding(self, model: str, input: str | list[str], **kwargs: Any) -> dict[str, Any]:  # noqa: A002
-        """POST /embeddings; `input` is one text or a batch. Returns the wire JSON as a dict."""
+        """POST /embeddings; `input` is one text or a batch. Returns the wire JSON as a dict.
+
+        `kwargs` are any other parameter of the openai SDK's `embeddings.create` (`dimensions`,
+        `user`, ...), including `extra_body`, `extra_headers`, `extra_query` and `timeout`.
+        """
         # The SDK would ask for base64 and decode it; not every OpenAI-compatible server implements
         # base64, and floats are what the wire JSON (and the seed's response shape) shows.
         kwargs.setdefault("encoding_format", "float")
+        params = _without_none(**kwargs)
         client = self.get_conn()
+        create = client.embeddings.with_raw_response.create
+        _check_parameters(create, "embedding", "embeddings.create", params)
         with self._translated_errors("embedding", model):
-            raw = client.embeddings.with_raw_response.create(
-                model=model, input=input, **self._with_auth(_without_none(**kwargs))
-            )
+            raw = create(model=model, input=input, **self._with_auth(params))
         return self._parsed(raw, "embedding", model)
 
     def list_models(self) -> list[str]:
@@ -225,6 +230,26 @@ class OVHCloudAIEndpointsHook(BaseHook):
 
         headers = {**(params.get("extra_headers") or {}), "Authorization": openai.Omit()}
         return {**params, "extra_headers": headers}
+
+
+def _check_parameters(create: Callable[..., Any], operation: str, method: str, params: dict[str, Any]) -> None:
+    """Refuse, before any request, a parameter the installed SDK's `create` does not take: the SDK
+    would raise a bare TypeError, which Airflow would retry although it can never succeed."""
+    accepted = inspect.signature(create).parameters
+    unknown = [name for name in params if name not in accepted]
+    if not unknown:
+        return
+    import openai
+
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, accepted, n=1)
+        hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    raise InvalidRequestError(
+        f"Invalid request: {operation} got parameter(s) {', '.join(hints)} that the openai SDK "
+        f"{openai.__version__} does not accept in {method}(). Parameters the SDK does not model go in "
+        f"extra_body, e.g. extra_body={{'{unknown[0]}': ...}}; they are sent as they are."
+    )
 
 
 def _without_none(**params: Any) -> dict[str, Any]:

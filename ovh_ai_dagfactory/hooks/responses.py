@@ -4,8 +4,8 @@ The openai SDK is lenient with a 2xx: a non-JSON body comes back as a `str` (HTM
 broken JSON raises a bare `JSONDecodeError`, and a JSON object of any shape is accepted. So the
 hook reads the body itself and checks the shape every caller relies on — the top-level `choices`
 / `data` list and the types of the fields that are present — before anything returns it. Whether
-an answer carries a usable result (text, one vector per input) is the operators' check: a Python
-user of the hook may legitimately want a tool-calls-only answer.
+an answer carries a usable result (text, one vector per input) is `results.py`'s, applied by the
+operators: a Python user of the hook may legitimately want a tool-calls-only answer.
 
 The token is redacted from the returned dict (a server may echo it) and from every message.
 """
@@ -16,7 +16,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ovh_ai_dagfactory.hooks.errors import IncompatibleResponseError, UnexpectedResponseError, redact, redact_json
+from ovh_ai_dagfactory.hooks.errors import IncompatibleResponseError, UnexpectedResponseError
+from ovh_ai_dagfactory.hooks.redaction import redact, redact_json
 
 _EXCERPT = 200  # characters of the body quoted in a message: enough to recognise a page, short to read
 
@@ -136,7 +137,7 @@ def _where(raw: Any, operation: str, secrets: list[str]) -> tuple[str, dict[str,
     attributes = {
         "operation": operation,
         "url": url,
-        "status_code": raw.status_code,
+        "http_status": raw.status_code,
         "content_type": content_type,
         "request_id": raw.headers.get("x-request-id"),
     }

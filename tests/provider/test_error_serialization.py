@@ -31,7 +31,7 @@ ERROR_CLASSES = _all_subclasses(errors.OVHCloudAIEndpointsError)
 
 # Attributes any of our errors may carry; each class gets all of them, whatever it usually sets.
 ATTRIBUTES = {
-    "status_code": 404,
+    "http_status": 404,
     "request_id": "req-0042",
     "model": "bge-m3",
     "suggestions": ["BGE-M3", "bge-multilingual-gemma2"],
@@ -80,7 +80,7 @@ def test_every_error_class_round_trips_from_a_message_alone(error_class, round_t
     error = error_class("just a message")
     rebuilt = round_trip(error)
     _same(rebuilt, error)
-    assert rebuilt.status_code == error_class.status_code  # the class default, e.g. 401
+    assert rebuilt.http_status == error_class.http_status  # the class default, e.g. 401
 
 
 @pytest.mark.parametrize("round_trip", [_pickle_round_trip, _airflow_round_trip], ids=["pickle", "airflow"])
@@ -90,8 +90,17 @@ def test_a_real_model_not_found_error_round_trips(stub_connection, ovh_stub, rou
     error = caught.value
     rebuilt = round_trip(error)
     _same(rebuilt, error)
-    assert (rebuilt.model, rebuilt.suggestions[0], rebuilt.status_code) == ("gpt-oss-12b", "gpt-oss-120b", 404)
+    assert (rebuilt.model, rebuilt.suggestions[0], rebuilt.http_status) == ("gpt-oss-12b", "gpt-oss-120b", 404)
     assert rebuilt.request_id == error.request_id and rebuilt.request_id.startswith("req-")
+
+
+@pytest.mark.parametrize("error_class", ERROR_CLASSES, ids=lambda cls: cls.__name__)
+def test_no_error_class_shadows_airflows_status_code(error_class):
+    # AirflowException.status_code is what Airflow's API answers with (HTTPStatus on Airflow 3);
+    # the endpoint's status is `http_status`, so an error built with one leaves the other alone.
+    error = error_class("m", http_status=429)
+    assert error.status_code == AirflowException.status_code and error.http_status == 429
+    assert "status_code" not in vars(error_class)
 
 
 def test_a_real_unexpected_response_error_round_trips_without_the_token(stub_connection, ovh_stub):

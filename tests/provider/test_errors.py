@@ -160,18 +160,21 @@ def test_429_after_retries_exhausted(ovh_connection, llmock):
         _chat()
     message = str(caught.value)
     assert message.startswith("429 Too Many Requests")
-    assert "retries exhausted (2 client retries" in message and "Retry-After: 0.2" in message
+    # The retry count is the configured max_retries (the SDK's own count is not public).
+    assert "after up to 2 client retries" in message and "Retry-After: 0.2" in message
     assert "retries=3" in message  # says what to do
     assert not isinstance(caught.value, AirflowFailException)  # Airflow task retries still apply
     assert len(_posts(llmock.requests)) == 3
 
 
 def test_429_with_a_retry_after_beyond_the_sdk_cap_is_not_retried(stub_connection, ovh_stub):
+    # Our message quotes what the server asked, not the SDK's private cap; the SDK does not retry.
     ovh_stub.fail(429, body={"message": "slow down"}, headers={"retry-after": "600"})
     with pytest.raises(
-        errors.RateLimitError, match=r"^429 Too Many Requests.*not retried: the server asked to wait 600 s"
-    ):
+        errors.RateLimitError, match=r"^429 Too Many Requests.*the server asked to wait \(Retry-After: 600 s\)"
+    ) as caught:
         _chat()
+    assert caught.value.retry_after == 600.0 and "slow down" in str(caught.value)
     assert len(ovh_stub.requests) == 1
 
 
@@ -179,9 +182,7 @@ def test_5xx_is_retried_with_backoff_then_reported(ovh_connection, llmock):
     llmock.fail(502, times=3, retry_after=0.1)
     with pytest.raises(errors.ServerError) as caught:
         _chat()
-    assert str(caught.value).startswith("502 Server Error") and "retries exhausted (2 client retries" in str(
-        caught.value
-    )
+    assert str(caught.value).startswith("502 Server Error") and "after up to 2 client retries" in str(caught.value)
     assert not isinstance(caught.value, AirflowFailException)
     assert [r.status for r in _posts(llmock.requests)] == [502, 502, 502]
 

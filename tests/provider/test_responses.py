@@ -11,7 +11,7 @@ import pytest
 from ovh_stub import ECHO_AUTHORIZATION
 
 from ovh_ai_dagfactory.compat import AirflowFailException
-from ovh_ai_dagfactory.hooks import errors
+from ovh_ai_dagfactory.hooks import errors, redaction
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
 from provider.shared import TEST_TOKEN
 
@@ -71,7 +71,7 @@ def test_a_2xx_body_that_is_not_json_is_a_transient_unexpected_response(ovh_stub
     )
     assert "task's own Airflow retries" in message and f"(request id: {request.request_id})" in message
     assert type(error) is errors.UnexpectedResponseError and not isinstance(error, AirflowFailException)
-    assert (error.status_code, error.content_type, error.request_id) == (200, content_type, request.request_id)
+    assert (error.http_status, error.content_type, error.request_id) == (200, content_type, request.request_id)
     assert error.url == f"{ovh_stub.base_url}/chat/completions" and error.operation == "chat completion"
 
 
@@ -204,7 +204,7 @@ def test_a_token_echoed_in_an_unexpected_body_is_not_in_the_message(ovh_stub, ca
 def test_redaction_skips_the_walk_when_the_body_cannot_hold_the_token():
     vectors = {"object": "list", "data": [{"index": 0, "embedding": [0.5] * 4096}]}
     text = json.dumps(vectors)
-    assert errors.redact_json(vectors, [TEST_TOKEN], text) is vectors  # same object: nothing was copied
+    assert redaction.redact_json(vectors, [TEST_TOKEN], text) is vectors  # same object: nothing was copied
     echoed = {"data": [{"note": f"k={TEST_TOKEN}"}]}
-    assert errors.redact_json(echoed, [TEST_TOKEN]) == {"data": [{"note": "k=***"}]}
-    assert errors.redact_json(echoed, [""]) is echoed  # anonymous: no secret to look for
+    assert redaction.redact_json(echoed, [TEST_TOKEN]) == {"data": [{"note": "k=***"}]}
+    assert redaction.redact_json(echoed, [""]) is echoed  # anonymous: no secret to look for
