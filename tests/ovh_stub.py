@@ -4,7 +4,7 @@ llmock lists only gpt-* models, accepts any model and any token, and does not re
 This stub (stdlib only, a real socket on 127.0.0.1) adds:
 - OVH's model list on GET /models, and 404 for a model it does not list (an OVH-like body);
 - 401 when the bearer token is not the expected one, or anonymous calls refused unless allowed;
-- request headers recorded, an `x-request-id` on every response;
+- request headers, JSON body and query string recorded, an `x-request-id` on every response;
 - scripted answers with any status, body and headers (`fail`, or `respond` for a 2xx that is not
   what the API promises), e.g. 403, a 200 HTML page with `headers={"content-type": "text/html"}`,
   broken JSON as raw `bytes`, a chat answer with `content: null`, or a body echoing the
@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 OVH_MODELS = [
     "Meta-Llama-3_3-70B-Instruct",
@@ -45,6 +46,7 @@ class StubRequest:
     path: str
     headers: dict[str, str]  # lower-cased names
     body: Any
+    query: dict[str, list[str]] = field(default_factory=dict)  # the URL's query string, parsed
     status: int = 0
     request_id: str = ""
     at: float = field(default_factory=time.monotonic)
@@ -226,6 +228,7 @@ def _handler_for(stub: OVHStub) -> type[BaseHTTPRequestHandler]:
                 path=self.path.split("?")[0],
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=body,
+                query=parse_qs(urlsplit(self.path).query),
             )
             with stub._lock:
                 stub.requests.append(request)

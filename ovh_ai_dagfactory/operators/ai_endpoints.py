@@ -15,7 +15,14 @@ change one stage without copying the rest:
 
 The result check lives here, not in the hook: the hook returns any well-formed answer to its Python
 callers (a tool-calls-only answer is legitimate there), while an operator's XCom feeds the next
-task, which must never receive a null answer rendered as the text "None".
+task, which must never receive a null answer rendered as the text "None". What a result is, is
+defined once, in `hooks/results.py`.
+
+Request parameters the operators do not name go in `completion_kwargs` / `embedding_kwargs`
+(templated), forwarded to the hook and from there to the openai SDK. A parameter has one place: a
+key of those dicts that is also an operator argument (`temperature`, `max_tokens`, ...) is refused
+with `InvalidRequestError` when the operator is built, and again after rendering; no value ever
+silently wins over another.
 """
 
 from __future__ import annotations
@@ -26,9 +33,13 @@ from typing import Any
 
 from ovh_ai_dagfactory.compat import BaseOperator, Context
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
-from ovh_ai_dagfactory.hooks.errors import NoContentError
+from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
+from ovh_ai_dagfactory.hooks.results import chat_content, embedding_vectors
 
-_QUOTED = 200  # characters of a refusal quoted in a message
+# The request parameters each operator takes as its own arguments: they have no second place in
+# completion_kwargs / embedding_kwargs.
+CHAT_ARGUMENTS = ("model", "messages", "temperature", "max_tokens", "top_p", "stop")
+EMBEDDING_ARGUMENTS = ("model", "input")
 
 
 class OVHCloudAIEndpointsBaseOperator(BaseOperator):
@@ -40,6 +51,7 @@ class OVHCloudAIEndpointsBaseOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> OVHCloudAIEndpointsHook:
+        # Built at execute time, after rendering: `ovh_conn_id` may be a template.
         return OVHCloudAIEndpointsHook(ovh_conn_id=self.ovh_conn_id)
 
     def execute(self, context: Context) -> Any:
@@ -78,11 +90,15 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
     :param model: model name, e.g. `Meta-Llama-3_3-70B-Instruct` (templated).
     :param messages: list of `{"role": ..., "content": ...}` (templated).
     :param temperature: 0-2, default 1.0. `max_tokens`, `top_p`, `stop`: sent only when set.
-    :param ovh_conn_id: Airflow connection id.
+    :param completion_kwargs: any other parameter of the chat completions request (`seed`,
+        `presence_penalty`, `frequency_penalty`, `response_format`, `tools`, `user`, ...) and the
+        openai SDK's `extra_body` / `extra_headers` / `extra_query` (templated). A key that is an
+        argument above is refused (`InvalidRequestError`).
+    :param ovh_conn_id: Airflow connection id (templated).
     """
 
-    template_fields: Sequence[str] = ("model", "messages")
-    template_fields_renderers = {"messages": "json"}
+    template_fields: Sequence[str] = ("model", "messages", "completion_kwargs", "ovh_conn_id")
+    template_fields_renderers = {"messages": "json", "completion_kwargs": "json"}
     ui_color = "#e3ecfc"
 
     def __init__(
@@ -94,6 +110,7 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
         max_tokens: int | None = None,
         top_p: float | None = None,
         stop: str | list[str] | None = None,
+        completion_kwargs: dict[str, Any] | None = None,
         ovh_conn_id: str = OVHCloudAIEndpointsHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -104,8 +121,11 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
         self.max_tokens = max_tokens
         self.top_p = top_p
         self.stop = stop
+        self.completion_kwargs = completion_kwargs
+        _extra_parameters("completion_kwargs", completion_kwargs, CHAT_ARGUMENTS, rendered=False)
 
     def build_request(self, context: Context) -> dict[str, Any]:
+        extra = _extra_parameters("completion_kwargs", self.completion_kwargs, CHAT_ARGUMENTS, rendered=True)
         return {
             "model": self.model,
             "messages": self.messages,
@@ -113,6 +133,7 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
             "max_tokens": self.max_tokens,
             "top_p": self.top_p,
             "stop": self.stop,
+            **extra,
         }
 
     def call_endpoint(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -120,24 +141,7 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
 
     def check_result(self, response: dict[str, Any], request: dict[str, Any]) -> None:
         """The first choice must carry text: content that is not null, empty or only whitespace."""
-        choices = response.get("choices") or []
-        choice = choices[0] if choices else {}
-        message = choice.get("message") or {}
-        content = message.get("content")
-        if isinstance(content, str) and content.strip():
-            return
-        finish_reason = choice.get("finish_reason")
-        if not choices:
-            returned, hint = "an empty 'choices' list", "The endpoint produced no answer at all."
-        else:
-            returned, hint = _why_no_content(message, content, finish_reason, request)
-        raise NoContentError(
-            f"No content: chat completion of model '{request.get('model')}' returned {returned} "
-            f"(finish_reason={finish_reason!r}, response id {response.get('id')!r}). {hint} The task fails "
-            'instead of passing an empty answer (or the text "None") to the next tasks; not retried by '
-            "task retries, since the same request usually gets the same kind of answer.",
-            finish_reason=finish_reason,
-        )
+        chat_content(response, model=request.get("model"), max_tokens=request.get("max_tokens"))
 
 
 class OVHCloudAIEndpointsEmbeddingOperator(OVHCloudAIEndpointsBaseOperator):
@@ -145,11 +149,14 @@ class OVHCloudAIEndpointsEmbeddingOperator(OVHCloudAIEndpointsBaseOperator):
 
     :param model: embedding model, e.g. `BGE-M3` (templated).
     :param input: a string or a list of strings (templated).
-    :param ovh_conn_id: Airflow connection id.
+    :param embedding_kwargs: any other parameter of the embeddings request (`dimensions`, `user`,
+        `encoding_format`, ...) and the openai SDK's `extra_body` / `extra_headers` /
+        `extra_query` (templated). `model` and `input` are refused there.
+    :param ovh_conn_id: Airflow connection id (templated).
     """
 
-    template_fields: Sequence[str] = ("model", "input")
-    template_fields_renderers = {"input": "json"}
+    template_fields: Sequence[str] = ("model", "input", "embedding_kwargs", "ovh_conn_id")
+    template_fields_renderers = {"input": "json", "embedding_kwargs": "json"}
     ui_color = "#e3f7ec"
 
     def __init__(
@@ -157,61 +164,53 @@ class OVHCloudAIEndpointsEmbeddingOperator(OVHCloudAIEndpointsBaseOperator):
         *,
         model: str,
         input: str | list[str],  # noqa: A002 - the seed's (and OpenAI's) parameter name
+        embedding_kwargs: dict[str, Any] | None = None,
         ovh_conn_id: str = OVHCloudAIEndpointsHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(ovh_conn_id=ovh_conn_id, **kwargs)
         self.model = model
         self.input = input
+        self.embedding_kwargs = embedding_kwargs
+        _extra_parameters("embedding_kwargs", embedding_kwargs, EMBEDDING_ARGUMENTS, rendered=False)
 
     def build_request(self, context: Context) -> dict[str, Any]:
-        return {"model": self.model, "input": self.input}
+        extra = _extra_parameters("embedding_kwargs", self.embedding_kwargs, EMBEDDING_ARGUMENTS, rendered=True)
+        return {"model": self.model, "input": self.input, **extra}
 
     def call_endpoint(self, request: dict[str, Any]) -> dict[str, Any]:
         return self.hook.create_embedding(**request)
 
     def check_result(self, response: dict[str, Any], request: dict[str, Any]) -> None:
         """One non-empty vector per input, each input's index present once."""
-        data = response.get("data") or []
-        expected = _input_count(request.get("input"))
-        missing = [i for i, item in enumerate(data) if not item.get("embedding")]
-        indexes = sorted({item.get("index", i) for i, item in enumerate(data)})
-        if not data:
-            returned = "an empty 'data' list" if "data" in response else "no 'data'"
-        elif missing:
-            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-            returned = f"no vector in data[{missing[0]}]{more}"
-        elif len(data) != expected or indexes != list(range(expected)):
-            returned = f"{len(data)} vector(s) with indexes {indexes[:10]} for {expected} input(s)"
-        else:
-            return
-        raise NoContentError(
-            f"No vectors: embedding of model '{request.get('model')}' returned {returned}; one vector per "
-            "input was expected. The task fails instead of passing missing vectors to the next tasks; not "
-            "retried by task retries. Check the model is an embedding model and the inputs are not empty."
-        )
+        embedding_vectors(response, expected=_input_count(request.get("input")), model=request.get("model"))
 
 
-def _why_no_content(
-    message: dict[str, Any], content: Any, finish_reason: Any, request: dict[str, Any]
-) -> tuple[str, str]:
-    """What a chat answer without text returned instead, and what to do about it."""
-    if message.get("refusal"):
-        refusal = " ".join(str(message["refusal"]).split())[:_QUOTED]
-        return f"a refusal ({refusal!r})", "Rephrase the prompt or use another model."
-    if message.get("tool_calls"):
-        calls = [call for call in message["tool_calls"] if isinstance(call, dict)]
-        names = [str((call.get("function") or {}).get("name")) for call in calls]
-        return f"tool calls only ({', '.join(names)})", "This operator does not run tools: ask for a text answer."
-    returned = "no message" if not message else "content null" if content is None else "empty content"
-    if finish_reason == "length":
-        return returned, (
-            f"The model reached max_tokens ({request.get('max_tokens')}) before writing its answer (reasoning "
-            "models spend tokens thinking first): raise max_tokens."
+def _extra_parameters(name: str, value: Any, arguments: Sequence[str], *, rendered: bool) -> dict[str, Any]:
+    """`value` (an operator's completion_kwargs / embedding_kwargs) as a dict, or InvalidRequestError
+    when it is not a dict or repeats one of the operator's own `arguments`.
+
+    Before rendering, a string is a template whose dict is not known yet (a DAG with
+    render_template_as_native_obj=True renders it to one); after rendering only a dict or None is.
+    """
+    if value is None or (isinstance(value, str) and not rendered):
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequestError(
+            f"Invalid request: {name} must be a dict of request parameters, not {type(value).__name__} "
+            f"{str(value)[:80]!r}. A template that renders the whole dict needs the DAG's "
+            "render_template_as_native_obj=True; otherwise template its values."
         )
-    if finish_reason == "content_filter":
-        return returned, "The endpoint's content filter withheld the answer."
-    return returned, "Check the prompt and the model's parameters."
+    repeated = [key for key in value if key in arguments]
+    if repeated:
+        key = repeated[0]
+        raise InvalidRequestError(
+            f"Invalid request: {name} sets {', '.join(repr(k) for k in repeated)}, which the operator "
+            f"takes as its own argument: pass {key}=... to the operator, not {name}={{'{key}': ...}}. "
+            f"Each parameter has one place, so that no value silently wins over another; {name} is for "
+            "the parameters the operator does not name."
+        )
+    return dict(value)
 
 
 def _input_count(value: Any) -> int:

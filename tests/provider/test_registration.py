@@ -141,8 +141,12 @@ def test_operators_keep_the_seed_signature_templates_and_serialize():
             task_id="chat", model="{{ var.value.llm_model }}", messages=[{"role": "user", "content": "{{ ds }}"}]
         )
         embed = OVHCloudAIEndpointsEmbeddingOperator(task_id="embed", model="BGE-M3", input=["a", "b"])
-    assert chat.template_fields == ("model", "messages") and chat.template_fields_renderers == {"messages": "json"}
-    assert embed.template_fields == ("model", "input") and embed.template_fields_renderers == {"input": "json"}
+    # The seed's templated fields first; issue #8 added the *_kwargs (shown as JSON) and ovh_conn_id.
+    assert chat.template_fields == ("model", "messages", "completion_kwargs", "ovh_conn_id")
+    assert chat.template_fields_renderers == {"messages": "json", "completion_kwargs": "json"}
+    assert embed.template_fields == ("model", "input", "embedding_kwargs", "ovh_conn_id")
+    assert embed.template_fields_renderers == {"input": "json", "embedding_kwargs": "json"}
+    assert chat.completion_kwargs is None and embed.embedding_kwargs is None
     assert (chat.temperature, chat.max_tokens, chat.top_p, chat.stop) == (1.0, None, None, None)
     assert chat.ovh_conn_id == embed.ovh_conn_id == "ovh_ai_endpoints_default"
 
