@@ -17,6 +17,8 @@ CONN_TYPE = "ovhcloud_ai_endpoints"
 HOOK_NAME = "OVHcloud AI Endpoints"
 HOOK_CLASS = "ovh_ai_dagfactory.hooks.ai_endpoints.OVHCloudAIEndpointsHook"
 DEFAULT_BASE_URL = "https://oai.endpoints.kepler.ai.cloud.ovh.net/v1"
+#: The connection id the hook and operators use when none is given (the seed's).
+DEFAULT_CONN_ID = "ovh_ai_endpoints_default"
 
 # Kebab-case, as Airflow 3's provider schema spells it; the hook converts it for Airflow 2.11.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {

@@ -1,68 +1,90 @@
 """Pipeline spec → the arguments of Airflow's DAG and of our operators, with no Airflow import.
 
+Derived from the field declarations (spec/model.py): each declared field says which argument it
+becomes (its own name, another name, a key of the operator's request-parameters dict, or none).
 The builder passes exactly these to Airflow; `render` prints them, so what a user reads is what the
-DAG gets. The spec already merged `defaults` into each step and turned durations into timedeltas;
-this module only maps names. Connection precedence: the step's `connection`, else the pipeline's,
-else the operator's own default (`ovh_ai_endpoints_default`).
+DAG gets. The spec already merged `defaults` into each step and turned durations into timedeltas.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from ovh_ai_dagfactory.spec.model import ChatStep, EmbeddingStep, Pipeline, Step
+from ovh_ai_dagfactory.provider_info import DEFAULT_CONN_ID
+from ovh_ai_dagfactory.spec.declare import REQUEST, SAME, declared_fields
+from ovh_ai_dagfactory.spec.model import Pipeline, Step
 
 #: The provider operator each step kind becomes (the builder uses thin subclasses of these).
 OPERATOR_NAMES = {
     "chat": "OVHCloudAIEndpointsChatCompletionsOperator",
     "embedding": "OVHCloudAIEndpointsEmbeddingOperator",
 }
+#: DAG arguments passed even when unset: Airflow 2.11's default schedule is daily, not manual.
+_ALWAYS = ("schedule",)
+
+
+def connection_id(step: Step, pipeline: Pipeline) -> str | None:
+    """The connection rule: the step's `connection`, else the pipeline's, else None (the operator's
+    own default, `effective_connection_id`)."""
+    return step.options.connection or pipeline.connection
+
+
+def effective_connection_id(step: Step, pipeline: Pipeline) -> str:
+    """The Airflow connection a step's task will use."""
+    return connection_id(step, pipeline) or DEFAULT_CONN_ID
+
+
+def argument_value(value: Any) -> Any:
+    """A spec value as an Airflow argument: tuples become lists, declared objects (a message,
+    default_args) mappings of the fields that are set."""
+    if isinstance(value, tuple):
+        return [argument_value(item) for item in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            item.name: argument_value(getattr(value, item.name))
+            for item in declared_fields(type(value))
+            if getattr(value, item.name) not in (None, ())
+        }
+    return value
+
+
+def _declared_arguments(spec_object: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(arguments, request parameters) of the declared fields of `spec_object` that are set."""
+    arguments: dict[str, Any] = {}
+    request: dict[str, Any] = {}
+    for item in declared_fields(type(spec_object)):
+        owner = getattr(spec_object, item.group) if item.group else spec_object
+        value = getattr(owner, item.name)
+        target = item.declared.argument
+        if target is None or (value is None and item.name not in _ALWAYS):
+            continue
+        if target == REQUEST:
+            request[item.name] = argument_value(value)
+        else:
+            arguments[item.name if target == SAME else target] = argument_value(value)
+    return arguments, request
 
 
 def dag_arguments(
     pipeline: Pipeline, source_label: str, upstream: dict[str, tuple[str, ...]] | None = None
 ) -> dict[str, Any]:
-    arguments: dict[str, Any] = {
-        "dag_id": pipeline.dag_id,
-        "description": pipeline.description,
-        "schedule": pipeline.schedule,
-        "start_date": pipeline.start_date,
-        "catchup": pipeline.catchup,
-        "tags": list(pipeline.tags),
-        "default_args": pipeline.default_args.to_airflow(),
-        "doc_md": doc_md(pipeline, source_label, upstream),
-    }
-    if pipeline.end_date is not None:
-        arguments["end_date"] = pipeline.end_date
-    if pipeline.params:
-        arguments["params"] = dict(pipeline.params)
-    if pipeline.max_active_runs is not None:
-        arguments["max_active_runs"] = pipeline.max_active_runs
+    arguments, _ = _declared_arguments(pipeline)
+    if not arguments.get("params"):
+        arguments.pop("params", None)
+    arguments["doc_md"] = doc_md(pipeline, source_label, upstream)
     return arguments
 
 
 def step_arguments(step: Step, pipeline: Pipeline) -> dict[str, Any]:
     """The operator's keyword arguments; only what the pipeline set, so operator defaults apply."""
-    arguments: dict[str, Any] = {"task_id": step.step_id, "model": step.model}
-    if isinstance(step, ChatStep):
-        arguments["messages"] = [{"role": m.role, "content": m.content} for m in step.messages]
-        for name in ("temperature", "max_tokens", "top_p"):
-            value = getattr(step, name)
-            if value is not None:
-                arguments[name] = value
-        if step.stop is not None:
-            arguments["stop"] = step.stop if isinstance(step.stop, str) else list(step.stop)
-    elif isinstance(step, EmbeddingStep):
-        arguments["input"] = step.input if isinstance(step.input, str) else list(step.input)
-    connection = step.options.connection or pipeline.connection
+    arguments, request = _declared_arguments(step)
+    arguments = {"task_id": step.step_id, **arguments}
+    if request:
+        arguments[type(step).REQUEST_ARGUMENT] = request
+    connection = connection_id(step, pipeline)
     if connection:
         arguments["ovh_conn_id"] = connection
-    for name in ("retries", "retry_delay", "execution_timeout"):
-        value = getattr(step.options, name)
-        if value is not None:
-            arguments[name] = value
-    if step.description:
-        arguments["doc_md"] = step.description
     return arguments
 
 

@@ -12,16 +12,17 @@ from typing import Any
 
 from ovh_ai_dagfactory.spec.cron import PRESET_NAMES, schedule_problem
 from ovh_ai_dagfactory.spec.dates import parse_date
-from ovh_ai_dagfactory.spec.durations import DURATION_FIELDS, parse_duration
+from ovh_ai_dagfactory.spec.declare import AFTER_DEFAULTS, declared_fields, templated_values
+from ovh_ai_dagfactory.spec.durations import parse_duration
 from ovh_ai_dagfactory.spec.errors import PipelineError
+from ovh_ai_dagfactory.spec.model import STEP_CLASSES, DefaultArgs
 from ovh_ai_dagfactory.spec.references import OUTPUTS_BY_KIND, step_references
+from ovh_ai_dagfactory.spec.shapes import AIRFLOW_ID_MAX, AIRFLOW_ID_PATTERN, DURATION
 from ovh_ai_dagfactory.spec.suggest import did_you_mean
 from ovh_ai_dagfactory.spec.yaml_loader import Path, PositionIndex
 
 #: Airflow's KEY_REGEX (dag ids, task ids), and its length limit.
-AIRFLOW_ID = re.compile(r"^[\w.-]+$")
-AIRFLOW_ID_MAX = 250
-STEP_KINDS = ("chat", "embedding")
+AIRFLOW_ID = re.compile(AIRFLOW_ID_PATTERN)
 _JINJA_MARKERS = ("{{", "{%", "{#")
 
 
@@ -29,6 +30,12 @@ def default_dag_id(source_file: str) -> str:
     """The file name without its directory and its .yaml/.yml extension."""
     name = re.split(r"[\\/]", source_file)[-1]
     return re.sub(r"\.ya?ml$", "", name, flags=re.IGNORECASE)
+
+
+def step_class(step: dict[str, Any]) -> type | None:
+    """The spec class of a step's plain data, None when its `type` is not a known kind."""
+    kind = step.get("type")
+    return STEP_CLASSES.get(kind) if isinstance(kind, str) else None
 
 
 class PipelineChecks:
@@ -50,12 +57,13 @@ class PipelineChecks:
         found = [*self._dag_id(), *self._dates(), *self._schedule(), *self._durations()]
         edges: dict[str, list[str]] = {sid: [] for sid in self.steps}
         for step_id, step in self.steps.items():
-            found.extend(self._models(step_id, step))
+            found.extend(self._required_after_defaults(step_id, step))
             found.extend(self._depends_on(step_id, step, edges[step_id]))
             found.extend(self._templates(step_id, step, edges[step_id]))
         for kind, values in self.defaults.items():
-            if isinstance(values, dict) and isinstance(values.get("model"), str):
-                found.extend(self._template(values["model"], ("defaults", kind, "model"), None, []))
+            if kind in STEP_CLASSES:
+                for path, text in templated_values(STEP_CLASSES[kind], values, ("defaults", kind)):
+                    found.extend(self._template(text, path, None, []))
         found.extend(self._cycles(edges))
         return found
 
@@ -144,13 +152,13 @@ class PipelineChecks:
 
     def _durations(self) -> Iterator[PipelineError]:
         """Duration strings past MAX_DURATION (the schema checks their shape, not their size)."""
-        owners: list[tuple[Path, Any]] = [(("default_args",), self.data.get("default_args"))]
-        owners += [(("defaults", kind), values) for kind, values in self.defaults.items()]
-        owners += [(("steps", step_id), step) for step_id, step in self.steps.items()]
-        for path, values in owners:
-            if not isinstance(values, dict):
+        owners: list[tuple[Path, Any, type | None]] = [(("default_args",), self.data.get("default_args"), DefaultArgs)]
+        owners += [(("defaults", kind), values, STEP_CLASSES.get(kind)) for kind, values in self.defaults.items()]
+        owners += [(("steps", sid), step, step_class(step)) for sid, step in self.steps.items()]
+        for path, values, cls in owners:
+            if not isinstance(values, dict) or cls is None:
                 continue
-            for name in DURATION_FIELDS:
+            for name in (item.name for item in declared_fields(cls) if item.declared.shape is DURATION):
                 value = values.get(name)
                 if not isinstance(value, str) or not value[:1].isdigit():
                     continue
@@ -161,19 +169,24 @@ class PipelineChecks:
                         yield self._error(path + (name,), f"'{name}' is too long: {exc}")
 
     # -- steps -------------------------------------------------------------------------------
-    def _models(self, step_id: str, step: dict[str, Any]) -> Iterator[PipelineError]:
-        kind = step.get("type")
-        if kind not in STEP_KINDS or "model" in step:
+    def _required_after_defaults(self, step_id: str, step: dict[str, Any]) -> Iterator[PipelineError]:
+        """Fields a step needs once `defaults.<kind>` is merged (its `model`)."""
+        cls = step_class(step)
+        if cls is None:
             return
+        kind = step["type"]
         kind_defaults = self.defaults.get(kind)
-        if isinstance(kind_defaults, dict) and "model" in kind_defaults:
-            return
-        yield self._error(
-            ("steps", step_id),
-            f"{kind} step '{step_id}' has no model",
-            f"set 'model' on the step, or once for all {kind} steps in defaults.{kind}.model",
-            key=True,
-        )
+        for item in declared_fields(cls):
+            if item.declared.required != AFTER_DEFAULTS or item.name in step:
+                continue
+            if isinstance(kind_defaults, dict) and item.name in kind_defaults:
+                continue
+            yield self._error(
+                ("steps", step_id),
+                f"{kind} step '{step_id}' has no {item.name}",
+                f"set '{item.name}' on the step, or once for all {kind} steps in defaults.{kind}.{item.name}",
+                key=True,
+            )
 
     def _depends_on(self, step_id: str, step: dict[str, Any], upstream: list[str]) -> Iterator[PipelineError]:
         depends_on = step.get("depends_on")
@@ -195,22 +208,11 @@ class PipelineChecks:
                 upstream.append(other)
 
     def _templates(self, step_id: str, step: dict[str, Any], upstream: list[str]) -> Iterator[PipelineError]:
-        base = ("steps", step_id)
-        if isinstance(step.get("model"), str):
-            yield from self._template(step["model"], base + ("model",), step_id, upstream)
-        messages = step.get("messages")
-        if isinstance(messages, list):
-            for index, message in enumerate(messages):
-                if isinstance(message, dict) and isinstance(message.get("content"), str):
-                    path = base + ("messages", index, "content")
-                    yield from self._template(message["content"], path, step_id, upstream)
-        texts = step.get("input")
-        if isinstance(texts, str):
-            yield from self._template(texts, base + ("input",), step_id, upstream)
-        elif isinstance(texts, list):
-            for index, text in enumerate(texts):
-                if isinstance(text, str):
-                    yield from self._template(text, base + ("input", index), step_id, upstream)
+        cls = step_class(step)
+        if cls is None:
+            return
+        for path, text in templated_values(cls, step, ("steps", step_id)):
+            yield from self._template(text, path, step_id, upstream)
 
     def _template(self, text: str, path: Path, step_id: str | None, upstream: list[str]) -> Iterator[PipelineError]:
         if not any(marker in text for marker in _JINJA_MARKERS):

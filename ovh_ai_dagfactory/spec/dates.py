@@ -9,6 +9,9 @@ from datetime import datetime, timedelta, timezone
 #: metadata DBs (MySQL DATETIME) start at year 1000.
 MIN_YEAR, MAX_YEAR = 1000, 9000
 
+#: The shape the schema checks (an editor flags `2024-1-1x` as you type); `parse_date` decides.
+DATE_PATTERN = r"^\d{4}-\d{1,2}-\d{1,2}([Tt ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{1,2}(:?\d{2})?)?$"
+
 _DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 _DATETIME = re.compile(
     r"^(\d{4})-(\d{1,2})-(\d{1,2})[Tt ]+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"

@@ -9,11 +9,9 @@ from datetime import timedelta
 #: and Python's timedelta overflows past 999,999,999 days; no retry delay or timeout needs a year.
 #: The schema's integer form uses the same bound (`maximum`).
 MAX_DURATION = timedelta(days=365)
-#: The fields that hold a duration, wherever they appear (default_args, defaults.<kind>, steps).
-DURATION_FIELDS = ("retry_delay", "execution_timeout")
-
-# Keep in step with the duration pattern in schemas/pipeline.schema.json.
-_DURATION = re.compile(r"^(?=\d)(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+#: Days, hours, minutes, seconds, in that order, at least one: the schema's pattern and the parser's.
+DURATION_PATTERN = r"^(?=\d)(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$"
+_DURATION = re.compile(DURATION_PATTERN)
 
 
 def parse_duration(value: object) -> timedelta:

@@ -1,14 +1,40 @@
-"""Typed pipeline objects: what a valid pipeline file means, with no Airflow and no openai.
+"""Typed pipeline objects, and the one declaration of every field a pipeline file may hold.
 
-The parser produces these; the builder consumes them directly. Values that Jinja renders at run
-time (model, message contents, embedding input) stay strings here.
+Each attribute below that a user writes in YAML is declared where it is typed (`Declared(...)`, see
+`declare`): the JSON Schema, the conversion from YAML, the operator and DAG arguments, the Jinja
+checks and the docs tables are all derived from these declarations. To add a field, add one line
+here (and use it where it has an effect). No Airflow, no openai.
+
+Values that Jinja renders at run time (`templated=True`: model, message contents, embedding input)
+stay strings here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Union
+from typing import Any, ClassVar, Literal, Union
+
+from ovh_ai_dagfactory.spec.declare import (
+    AFTER_DEFAULTS,
+    BOOLEAN,
+    MAPPING,
+    NON_EMPTY_STRING,
+    REQUEST,
+    SAME,
+    STRING,
+    STRING_LIST,
+    Declared,
+    Group,
+    Shape,
+    enum,
+    integer,
+    number,
+    one_or_list,
+)
+from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DAG_ID, DATE, DURATION, PARAMS, SCHEDULE, TAGS
 
 StepKind = Literal["chat", "embedding"]
 MessageRole = Literal["system", "user", "assistant"]
@@ -22,116 +48,298 @@ class Position:
     column: int
 
 
+# -- declarations shared by several objects (each lives once in the schema's $defs) -------------
+
+MODEL = Declared(
+    NON_EMPTY_STRING,
+    "Model name as listed in the OVHcloud AI Endpoints catalog; may be a Jinja template such as "
+    "{{ var.value.llm_model }}.",
+    ("Meta-Llama-3_3-70B-Instruct", "BGE-M3", "{{ var.value.llm_model }}"),
+    templated=True,
+    required=AFTER_DEFAULTS,
+)
+RETRIES = Declared(integer(0), "How many times Airflow retries the task after a failure (rate limits, timeouts).", (3,))
+RETRY_DELAY = Declared(DURATION, "Wait between retries.", ("30s", 60))
+EXECUTION_TIMEOUT = Declared(
+    DURATION, "Maximum run time of one task try; Airflow fails the try when it is exceeded.", ("10m", 600)
+)
+STEP_DESCRIPTION = Declared(
+    STRING,
+    "Free text shown as the task's documentation in the Airflow UI.",
+    ("Summarise yesterday's report",),
+    argument="doc_md",
+    in_defaults=False,
+)
+DEPENDS_ON = Declared(
+    STRING_LIST,
+    "Ids of steps that must finish before this one. Steps referenced in templates as "
+    "steps.<id>.<output> are added automatically.",
+    (["summarize"],),
+    argument=None,  # edges, not an operator argument
+    in_defaults=False,
+)
+EXTRA_BODY = Declared(
+    MAPPING,
+    "Unvalidated: extra keys merged into the request body as they are (the openai SDK's extra_body), "
+    "for endpoint parameters this format does not model. Nothing here is checked before the call.",
+    ({"repetition_penalty": 1.1},),
+    argument=REQUEST,
+)
+
+
 @dataclass(frozen=True)
 class Message:
-    role: MessageRole
-    content: str  # may hold Jinja
+    role: MessageRole = Declared(
+        enum("system", "user", "assistant"),
+        "Who speaks: system sets behaviour and context, user asks, assistant holds earlier model answers "
+        "(conversation history).",
+        ("system", "user", "assistant"),
+        required=True,
+    ).field("user")
+    content: str = Declared(
+        STRING,
+        "The message text; may be a Jinja template ({{ ds }}, {{ steps.<id>.content }}, ...).",
+        ("You are a data analyst.", "Generate a report summary for {{ ds }}"),
+        templated=True,
+        required=True,
+    ).field("")
+
+    DESCRIPTION: ClassVar[str] = "One chat message."
+    EXAMPLE: ClassVar[dict[str, Any]] = {"role": "user", "content": "Generate a report summary for {{ ds }}"}
+
+
+MESSAGES = Shape({"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/message"}}, "list of messages")
 
 
 @dataclass(frozen=True)
 class TaskOptions:
-    """Airflow task arguments a step (or the connection/default_args) may set."""
+    """Airflow task arguments every step (and `defaults.<kind>`) may set, written inline in the step."""
 
-    retries: int | None = None
-    retry_delay: timedelta | None = None
-    execution_timeout: timedelta | None = None
-    connection: str | None = None  # Airflow connection id; None means the pipeline's, then the hook's default
+    retries: int | None = RETRIES.field()
+    retry_delay: timedelta | None = RETRY_DELAY.field()
+    execution_timeout: timedelta | None = EXECUTION_TIMEOUT.field()
+    connection: str | None = Declared(
+        CONNECTION_ID,
+        "Airflow connection id holding the AI Endpoints token (and optionally the base URL).",
+        ("ovh_ai_endpoints_default",),
+        argument=None,  # the connection rule (step, then pipeline, then the hook's default): factory/mapping.py
+    ).field()
+
+
+OPTIONS = Group("Airflow task options, written inline in the step")
 
 
 @dataclass(frozen=True)
 class ChatStep:
-    step_id: str
-    model: str  # may hold Jinja
-    messages: tuple[Message, ...]
-    temperature: float | None = None  # None: the operator's default (1.0)
-    max_tokens: int | None = None
-    top_p: float | None = None
-    stop: str | tuple[str, ...] | None = None
-    depends_on: tuple[str, ...] = ()
-    options: TaskOptions = field(default_factory=TaskOptions)
+    step_id: str = ""
+    model: str = MODEL.field("")
+    messages: tuple[Message, ...] = Declared(
+        MESSAGES,
+        "The conversation sent to the model, in order (at least one message).",
+        (
+            [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "Explain machine learning in simple terms."},
+            ],
+        ),
+        required=True,
+        in_defaults=False,
+        nested=Message,
+    ).field(())
+    temperature: float | None = Declared(
+        number(0, 2),
+        "Sampling temperature between 0 and 2: low values give focused, deterministic answers; high values "
+        "more varied ones.",
+        (0.3, 0.7),
+        default_text="1.0 (the operator's default)",
+    ).field()
+    max_tokens: int | None = Declared(
+        integer(1), "Maximum number of tokens the model may generate (at least 1).", (500,)
+    ).field()
+    top_p: float | None = Declared(
+        number(0, 1),
+        "Nucleus sampling: only tokens within this cumulative probability mass (0 to 1) are considered.",
+        (0.9,),
+    ).field()
+    stop: str | tuple[str, ...] | None = Declared(
+        one_or_list({"type": "string", "minLength": 1}, max_items=4, doc_type="string or list of up to 4"),
+        "Stop sequence(s): generation stops before any of them.",
+        ("\n\n", ["END", "###"]),
+    ).field()
+    extra_body: dict[str, Any] | None = EXTRA_BODY.field()
+    depends_on: tuple[str, ...] = DEPENDS_ON.field(())
+    description: str | None = STEP_DESCRIPTION.field()
+    options: TaskOptions = OPTIONS.field(TaskOptions)
     position: Position = Position(1, 1)
     kind: StepKind = "chat"
-    description: str | None = None  # the task's doc in the Airflow UI
+
+    DESCRIPTION: ClassVar[str] = (
+        "A chat completion step: sends messages to a chat model; its answer is available to later steps as "
+        "steps.<id>.content."
+    )
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "type": "chat",
+        "model": "Meta-Llama-3_3-70B-Instruct",
+        "messages": [{"role": "user", "content": "Hello"}],
+    }
+    #: The operator's dict argument that REQUEST fields go into (the hook forwards it to the SDK).
+    REQUEST_ARGUMENT: ClassVar[str] = "completion_kwargs"
 
     def templated_strings(self) -> tuple[str, ...]:
-        return (self.model, *(message.content for message in self.messages))
+        return tuple(templated_strings(self))
 
 
 @dataclass(frozen=True)
 class EmbeddingStep:
-    step_id: str
-    model: str  # may hold Jinja
-    input: str | tuple[str, ...]  # may hold Jinja
-    depends_on: tuple[str, ...] = ()
-    options: TaskOptions = field(default_factory=TaskOptions)
+    step_id: str = ""
+    model: str = MODEL.field("")
+    input: str | tuple[str, ...] = Declared(
+        one_or_list({"type": "string"}),
+        "Text to embed: one string, or a non-empty list of strings (one vector each). May be Jinja templates.",
+        (
+            "Apache Airflow is a workflow orchestration tool",
+            ["First document", "Second document"],
+            "{{ steps.summarize.content }}",
+        ),
+        templated=True,
+        required=True,
+        in_defaults=False,
+    ).field("")
+    extra_body: dict[str, Any] | None = EXTRA_BODY.field()
+    depends_on: tuple[str, ...] = DEPENDS_ON.field(())
+    description: str | None = STEP_DESCRIPTION.field()
+    options: TaskOptions = OPTIONS.field(TaskOptions)
     position: Position = Position(1, 1)
     kind: StepKind = "embedding"
-    description: str | None = None  # the task's doc in the Airflow UI
+
+    DESCRIPTION: ClassVar[str] = (
+        "An embedding step: turns text into vectors, available to later steps as steps.<id>.embeddings."
+    )
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "type": "embedding",
+        "model": "BGE-M3",
+        "input": "Apache Airflow is a workflow orchestration tool",
+    }
+    REQUEST_ARGUMENT: ClassVar[str] = "embedding_kwargs"
 
     def templated_strings(self) -> tuple[str, ...]:
-        inputs = (self.input,) if isinstance(self.input, str) else self.input
-        return (self.model, *inputs)
+        return tuple(templated_strings(self))
 
 
 Step = Union[ChatStep, EmbeddingStep]
+#: Step classes by the `type:` a user writes.
+STEP_CLASSES: dict[str, type[ChatStep] | type[EmbeddingStep]] = {"chat": ChatStep, "embedding": EmbeddingStep}
+
+
+def templated_strings(value: Any) -> Iterator[str]:
+    """The strings Jinja renders at run time in a spec object: its `templated` fields, and those of the
+    declared objects it holds (message contents)."""
+    for item in dataclasses.fields(value):
+        declared = item.metadata.get("declared")
+        if declared is None:
+            continue
+        attribute = getattr(value, item.name)
+        for part in attribute if isinstance(attribute, tuple) else (attribute,):
+            if isinstance(part, str) and declared.templated:
+                yield part
+            elif dataclasses.is_dataclass(part) and not isinstance(part, type):
+                yield from templated_strings(part)
 
 
 @dataclass(frozen=True)
 class DefaultArgs:
     """The pipeline's `default_args`: Airflow's own keys, durations already turned into timedeltas."""
 
-    owner: str | None = None
-    retries: int | None = None
-    retry_delay: timedelta | None = None
-    execution_timeout: timedelta | None = None
-    email: tuple[str, ...] = ()
-    email_on_failure: bool | None = None
-    email_on_retry: bool | None = None
-    depends_on_past: bool | None = None
+    owner: str | None = Declared(NON_EMPTY_STRING, "Task owner shown in the Airflow UI.", ("data",)).field()
+    retries: int | None = RETRIES.field()
+    retry_delay: timedelta | None = RETRY_DELAY.field()
+    execution_timeout: timedelta | None = EXECUTION_TIMEOUT.field()
+    email: tuple[str, ...] = Declared(
+        one_or_list({"type": "string", "minLength": 1}, min_items=0, always_list=True),
+        "Address(es) Airflow emails on failure or retry.",
+        ("data-team@example.com", ["a@example.com", "b@example.com"]),
+    ).field(())
+    email_on_failure: bool | None = Declared(BOOLEAN, "Send an email when a task fails.", (True,)).field()
+    email_on_retry: bool | None = Declared(BOOLEAN, "Send an email when a task is retried.", (False,)).field()
+    depends_on_past: bool | None = Declared(
+        BOOLEAN, "A task runs only if its previous run succeeded.", (False,)
+    ).field()
 
     def to_airflow(self) -> dict[str, object]:
         """Only the keys the user set, in the shape Airflow's `default_args` expects."""
         values: dict[str, object] = {}
-        for name in (
-            "owner",
-            "retries",
-            "retry_delay",
-            "execution_timeout",
-            "email_on_failure",
-            "email_on_retry",
-            "depends_on_past",
-        ):
-            value = getattr(self, name)
-            if value is not None:
-                values[name] = value
-        if self.email:
-            values["email"] = list(self.email)
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if value is not None and value != ():
+                values[item.name] = list(value) if isinstance(value, tuple) else value
         return values
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Pipeline:
     """One pipeline file: one DAG of chat and embedding steps, defaults already merged into steps."""
 
-    dag_id: str
-    source_file: str
-    steps: tuple[Step, ...]  # in file order
-    description: str | None = None
-    schedule: str | None = None  # cron or preset; None = manual only
-    start_date: datetime | None = None
-    end_date: datetime | None = None
-    catchup: bool = False
-    tags: tuple[str, ...] = ()
-    default_args: DefaultArgs = field(default_factory=DefaultArgs)
-    connection: str | None = None
-    max_active_runs: int | None = None
-    params: dict[str, object] = field(default_factory=dict)
+    dag_id: str = Declared(
+        DAG_ID,
+        "The Airflow DAG id: letters, digits, '_', '.', '-' (at most 250 characters). Defaults to the file "
+        "name without .yaml/.yml; must be unique among the pipelines loaded together.",
+        ("daily_report",),
+        default_text="the file name without .yaml/.yml",
+    ).field("")
+    description: str | None = Declared(
+        STRING, "What the pipeline does; shown in the Airflow UI.", ("Daily summary of the data team's report",)
+    ).field()
+    schedule: str | None = Declared(
+        SCHEDULE,
+        "When Airflow runs the pipeline: a cron expression ('0 6 * * 1-5'), a preset (@once, @hourly, @daily, "
+        "@weekly, @monthly, @quarterly, @yearly, @continuous), or null for manual runs only. Checked with "
+        "croniter, the library Airflow uses, so exactly what Airflow accepts passes. A schedule needs a "
+        "start_date; @continuous needs max_active_runs: 1.",
+        ("@daily", "0 6 * * 1-5", None),
+        default_text="null (manual runs only)",
+    ).field()
+    start_date: datetime | None = Declared(
+        DATE,
+        "First logical date: a YAML date (2024-01-01) or date-time (2024-01-01T06:00:00Z), years 1000 to "
+        "9000. Times without a zone are UTC.",
+        ("2024-01-01", "2024-01-01T06:00:00+02:00"),
+    ).field()
+    end_date: datetime | None = Declared(
+        DATE, "Last logical date (optional), same format as start_date; not before it.", ("2024-12-31",)
+    ).field()
+    catchup: bool = Declared(
+        BOOLEAN, "Whether Airflow runs the intervals missed since start_date.", (False,), default_text="false"
+    ).field(False)
+    tags: tuple[str, ...] = Declared(TAGS, "Labels to filter DAGs in the Airflow UI.", (["reports", "llm"],)).field(())
+    max_active_runs: int | None = Declared(
+        integer(1), "Maximum number of runs of this DAG at the same time.", (1,)
+    ).field()
+    params: dict[str, Any] = Declared(
+        PARAMS,
+        "Airflow params (name → default value), available in templates as {{ params.<name> }} and "
+        "overridable when triggering a run.",
+        ({"audience": "executives"},),
+    ).field(factory=dict)
+    default_args: DefaultArgs = Declared(
+        Shape({"type": "object"}, "mapping"),
+        "Airflow default_args applied to every task of the DAG.",
+        ({"owner": "data", "retries": 3, "retry_delay": "30s"},),
+        nested=DefaultArgs,
+    ).field(factory=DefaultArgs)
+    connection: str | None = Declared(
+        CONNECTION_ID,
+        "Airflow connection id used by every step that does not set its own (default: ovh_ai_endpoints_default).",
+        ("ovh_ai_endpoints_default",),
+        argument=None,
+    ).field()
+    steps: tuple[Step, ...] = ()  # in file order; the `steps` and `defaults` keys are declared in schema_build
+    source_file: str = ""
     #: Where `dag_id:` is written; 1:1 when the dag_id comes from the file name. Errors about the
     #: dag_id (duplicates across files) point here without reading the file again.
     dag_id_position: Position = Position(1, 1)
     #: Where each top-level key (schedule, params, ...) is written, for errors found after parsing
     #: (Airflow refusing a value when the DAG is built). A key not written in the file is absent.
-    field_positions: dict[str, Position] = field(default_factory=dict)
+    field_positions: dict[str, Position] = dataclasses.field(default_factory=dict)
 
     def position_of(self, name: str) -> Position:
         """Where top-level key `name` is written; 1:1 when it is not in the file."""
@@ -152,3 +360,16 @@ class Pipeline:
         ordered: dict[str, None] = dict.fromkeys((*step.depends_on, *implied))
         ordered.pop(step_id, None)
         return tuple(ordered)
+
+
+__all__ = [
+    "SAME",
+    "ChatStep",
+    "DefaultArgs",
+    "EmbeddingStep",
+    "Message",
+    "Pipeline",
+    "Position",
+    "Step",
+    "TaskOptions",
+]

@@ -1,8 +1,9 @@
-"""The JSON Schema: where it lives, one compiled validator, and its errors in words a user reads.
+"""The JSON Schema: one compiled validator, and its errors in words a user reads.
 
-The schema file is the single source of truth (editors use it through the `$schema` comment,
-`ovh-ai-dagfactory schema` prints it, this module validates with it). Validation runs on the plain
-data; only when there are errors do we walk the YAML nodes for positions.
+The schema is generated from the field declarations (`schema_build`); `schemas/pipeline.schema.json`
+is the same schema written out for editors (`$schema` comment) and `ovh-ai-dagfactory schema`, and a
+test keeps them equal. Validation runs on the plain data; only when there are errors do we walk the
+YAML nodes for positions.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from functools import lru_cache
-from importlib import resources
-from pathlib import Path as FilePath
 from typing import Any
 
+from ovh_ai_dagfactory.spec.declare import declared_fields
 from ovh_ai_dagfactory.spec.errors import PipelineError
 from ovh_ai_dagfactory.spec.suggest import closest, did_you_mean
 from ovh_ai_dagfactory.spec.yaml_loader import Path, PositionIndex
@@ -30,43 +30,32 @@ _TYPE_WORDS = {
     "null": "null",
 }
 
-#: Why a value failed a `pattern`, per key; the schema's regex is no help to a reader.
-_PATTERN_HINTS = {
-    "dag_id": "use letters, digits, '_', '.' and '-' only",
-    "connection": "an Airflow connection id uses letters, digits, '_', '.' and '-' only",
-    "schedule": "use a cron expression with 5 fields ('0 6 * * *'), a preset such as '@daily', or null",
-    "start_date": "write a date (2024-01-01) or a date-time (2024-01-01T06:00:00Z)",
-    "end_date": "write a date (2024-01-01) or a date-time (2024-01-01T06:00:00Z)",
-    "retry_delay": "write a duration such as 30s, 5m, 1h30m, or whole seconds",
-    "execution_timeout": "write a duration such as 30s, 5m, 1h30m, or whole seconds",
-}
-_PATTERN_PROBLEMS = {
-    "dag_id": "is not a valid DAG id",
-    "connection": "is not a valid connection id",
-    "schedule": "is not a cron expression or a preset",
-    "start_date": "is not a date",
-    "end_date": "is not a date",
-    "retry_delay": "is not a duration",
-    "execution_timeout": "is not a duration",
-}
-_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@continuous")
+
+@lru_cache(maxsize=1)
+def _pattern_words() -> dict[str, tuple[str, str | None]]:
+    """Field name → (problem, hint) for a value that fails its shape's pattern: from the declarations."""
+    from ovh_ai_dagfactory.spec.model import STEP_CLASSES, DefaultArgs, Pipeline
+
+    words: dict[str, tuple[str, str | None]] = {}
+    for cls in (Pipeline, DefaultArgs, *STEP_CLASSES.values()):
+        for item in declared_fields(cls):
+            shape = item.declared.shape
+            if shape.problem is not None:
+                words.setdefault(item.name, (shape.problem, shape.hint))
+    return words
 
 
-def schema_path() -> FilePath:
-    """The installed copy inside the package (wheels), else the repository's (editable installs)."""
-    packaged = resources.files("ovh_ai_dagfactory") / "schemas" / SCHEMA_NAME
-    if packaged.is_file():
-        return FilePath(str(packaged))
-    return FilePath(__file__).resolve().parents[2] / "schemas" / SCHEMA_NAME
-
-
-def schema_text() -> str:
-    return schema_path().read_text(encoding="utf-8")
+def pipeline_schema() -> dict[str, Any]:
+    """A fresh copy of the schema: fastjsonschema rewrites the `$ref`s of the dict it compiles."""
+    return json.loads(schema_text())
 
 
 @lru_cache(maxsize=1)
-def pipeline_schema() -> dict[str, Any]:
-    return json.loads(schema_text())
+def schema_text() -> str:
+    """The schema as `schemas/pipeline.schema.json` holds it (and `ovh-ai-dagfactory schema` prints)."""
+    from ovh_ai_dagfactory.spec.schema_build import build_schema
+
+    return json.dumps(build_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
 @lru_cache(maxsize=1)
@@ -310,11 +299,7 @@ def _simple_message(kind: str, expected: Any, instance: Any, path: Path) -> tupl
     if kind == "uniqueItems":
         return f"{label} lists the same value more than once", None
     if kind == "pattern":
-        name = _field(path)
-        hint = _PATTERN_HINTS.get(name)
-        if name == "schedule" and isinstance(instance, str) and instance.startswith("@"):
-            hint = did_you_mean(instance, _PRESETS) or f"presets: {', '.join(_PRESETS)}"
-        problem = _PATTERN_PROBLEMS.get(name, "has an invalid value")
+        problem, hint = _pattern_words().get(_field(path), ("has an invalid value", None))
         return f"{label} {problem}: {_describe_value(instance)}", hint
     return f"{label}: {kind} check failed for {_describe_value(instance)}", None
 
@@ -394,4 +379,4 @@ def _quote_hint(value: Any, wanted: list[str]) -> str | None:
     return None
 
 
-__all__ = ["schema_errors", "schema_path", "schema_text", "pipeline_schema"]
+__all__ = ["pipeline_schema", "schema_errors", "schema_text"]

@@ -89,8 +89,20 @@ CORPUS = [
 ]
 
 
+def dag_serializer() -> type:
+    """What the DAG processor stores a DAG with (renamed in Airflow 3)."""
+    try:
+        from airflow.serialization.serialized_objects import DagSerialization  # Airflow 3
+
+        return DagSerialization
+    except ImportError:
+        from airflow.serialization.serialized_objects import SerializedDAG  # Airflow 2.11
+
+        return SerializedDAG
+
+
 def airflow_accepts(schedule: str) -> bool:
-    from ovh_ai_dagfactory.compat import DAG, dag_serializer
+    from ovh_ai_dagfactory.compat import DAG
 
     try:
         # max_active_runs=1: @continuous needs it (a separate rule, checked in checks.py).

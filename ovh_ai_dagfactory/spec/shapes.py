@@ -1,0 +1,61 @@
+"""The shapes of pipeline values that are more than a JSON type: ids, durations, dates, schedules.
+
+Named shapes live once under the schema's `$defs`. Each says, with its pattern, what a user reads
+when a value does not match it (`problem`, `hint`).
+"""
+
+from __future__ import annotations
+
+from ovh_ai_dagfactory.spec.dates import DATE_PATTERN, parse_date
+from ovh_ai_dagfactory.spec.declare import MAX_INT, Shape
+from ovh_ai_dagfactory.spec.durations import DURATION_PATTERN, MAX_DURATION, parse_duration
+
+#: Airflow's KEY_REGEX (dag ids, task ids, connection ids) and its length limit.
+AIRFLOW_ID_PATTERN = r"^[\w.-]+$"
+AIRFLOW_ID_MAX = 250
+#: Step ids and param names: task ids that are also Jinja names ({{ steps.<id>.content }}).
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+DURATION = Shape(
+    {
+        "anyOf": [
+            {"type": "integer", "minimum": 0, "maximum": int(MAX_DURATION.total_seconds())},
+            {"type": "string", "pattern": DURATION_PATTERN},
+        ]
+    },
+    "duration",
+    parse_duration,
+    name="duration",
+    problem="is not a duration",
+    hint="write a duration such as 30s, 5m, 1h30m, or whole seconds",
+)
+DATE = Shape(
+    {"type": "string", "pattern": DATE_PATTERN},
+    "date",
+    parse_date,
+    name="date",
+    problem="is not a date",
+    hint="write a date (2024-01-01) or a date-time (2024-01-01T06:00:00Z)",
+)
+DAG_ID = Shape(
+    {"type": "string", "minLength": 1, "maxLength": AIRFLOW_ID_MAX, "pattern": AIRFLOW_ID_PATTERN},
+    "string",
+    problem="is not a valid DAG id",
+    hint="use letters, digits, '_', '.' and '-' only",
+)
+CONNECTION_ID = Shape(
+    {"type": "string", "minLength": 1, "maxLength": AIRFLOW_ID_MAX, "pattern": AIRFLOW_ID_PATTERN},
+    "string",
+    name="connection_id",
+    problem="is not a valid connection id",
+    hint="an Airflow connection id uses letters, digits, '_', '.' and '-' only",
+)
+SCHEDULE = Shape({"type": ["string", "null"]}, "string or null")
+TAGS = Shape(
+    {"type": "array", "uniqueItems": True, "items": {"type": "string", "minLength": 1, "maxLength": 100}},
+    "list of strings",
+    tuple,
+)
+PARAMS = Shape({"type": "object", "propertyNames": {"pattern": NAME_PATTERN}}, "mapping", dict)
+
+__all__ = ["CONNECTION_ID", "DAG_ID", "DATE", "DURATION", "MAX_INT", "NAME_PATTERN", "PARAMS", "SCHEDULE", "TAGS"]
