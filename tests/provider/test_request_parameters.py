@@ -6,7 +6,8 @@ refused before any request.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -259,7 +260,37 @@ def test_operators_with_kwargs_serialize_with_the_templates_unrendered():
         from airflow.serialization.serialized_objects import DagSerialization as Serializer
     else:
         from airflow.serialization.serialized_objects import SerializedDAG as Serializer
-    import json
 
     text = json.dumps(Serializer.to_dict(dag))
     assert "{{ params.seed }}" in text and "{{ var.value.ai_conn }}" in text and '"top_k"' in text
+
+
+def test_the_completion_kwargs_example_of_docs_provider_md(airflow_db, stub_connection, ovh_stub, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_AI_CONNECTION", CONN_ID)
+    with DAG(dag_id=dag_id("docs_kwargs"), start_date=datetime(2024, 1, 1), schedule=None) as dag:
+        # As written in docs/provider.md, "Other request parameters".
+        OVHCloudAIEndpointsChatCompletionsOperator(
+            task_id="chat",
+            model="Meta-Llama-3_3-70B-Instruct",
+            messages=[{"role": "user", "content": "Summarize the report of {{ ds }}"}],
+            temperature=0.2,
+            completion_kwargs={
+                "seed": 42,
+                "presence_penalty": 0.5,
+                "response_format": {"type": "json_object"},
+                "extra_body": {"top_k": 20},
+            },
+            ovh_conn_id="{{ var.value.ai_connection }}",
+        )
+    dag_run = run_dag(dag, logical_date=datetime(2024, 3, 5, tzinfo=timezone.utc))
+    assert task_states(dag_run) == {"chat": "success"}
+    [chat] = _posts(ovh_stub, "/v1/chat/completions")
+    assert chat.body == {
+        "model": "Meta-Llama-3_3-70B-Instruct",
+        "messages": [{"role": "user", "content": "Summarize the report of 2024-03-05"}],
+        "temperature": 0.2,
+        "seed": 42,
+        "presence_penalty": 0.5,
+        "response_format": {"type": "json_object"},
+        "top_k": 20,
+    }
