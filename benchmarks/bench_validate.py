@@ -1,7 +1,7 @@
 """Benchmark: validate 1,000 generated pipeline files (~10 steps each).
 
 Times, in the same run and on the same files:
-  - `parse_pipeline_file` in-process, with and without the JSON Schema pass (the loader's hot path);
+  - `parse_pipeline_file` in-process (what the loader pays for a changed file);
   - `ovh-ai-dagfactory validate DIR` in a subprocess (what CI and pre-commit run);
   - `check-jsonschema --schemafile schemas/pipeline.schema.json FILES` (PyPI), when installed.
 Prints the times and the ratio to check-jsonschema (target: ≤ 0.5×).
@@ -69,15 +69,15 @@ def timed(action) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - start
 
 
-def in_process(paths: list[str], *, validate_schema: bool) -> float:
+def in_process(paths: list[str]) -> float:
     from ovh_ai_dagfactory.spec import parse_pipeline_file
     from ovh_ai_dagfactory.spec.references import step_references
 
-    parse_pipeline_file(paths[0], validate_schema=validate_schema)  # compile the validator first
+    parse_pipeline_file(paths[0])  # compile the validator first
     best = float("inf")
     for _ in range(3):  # best of 3; template caches cleared so every run parses every template
         step_references.cache_clear()
-        best = min(best, timed(lambda: [parse_pipeline_file(path, validate_schema=validate_schema) for path in paths]))
+        best = min(best, timed(lambda: [parse_pipeline_file(path) for path in paths]))
     return best
 
 
@@ -103,13 +103,9 @@ def main() -> int:
         paths = write_pipelines(folder, options.files, options.steps)
         n = len(paths)
         print(f"{n} pipeline files, {options.steps} steps each, in {folder}")
-        full = in_process(paths, validate_schema=True)
-        trusted = in_process(paths, validate_schema=False)
+        full = in_process(paths)
         print(
             f"in-process parse_pipeline_file, schema + checks (best of 3): {full:7.3f} s  ({full / n * 1000:.3f} ms/file)"
-        )
-        print(
-            f"in-process parse_pipeline_file, checks only (best of 3)    : {trusted:7.3f} s  ({trusted / n * 1000:.3f} ms/file)"
         )
         ours = run([sys.executable, "-m", "ovh_ai_dagfactory.cli.main", "validate", str(folder)])
         print(f"ovh-ai-dagfactory validate (subprocess)                    : {ours:7.3f} s")

@@ -33,10 +33,10 @@ MAX_FILE_BYTES_ENV = "OVH_AI_DAGFACTORY_MAX_FILE_BYTES"
 log = logging.getLogger(__name__)
 
 
-def parse_pipeline_file(path: str | os.PathLike[str], *, validate_schema: bool = True) -> Pipeline:
-    """Read and parse one pipeline file. See `parse_pipeline_text` for `validate_schema`."""
+def parse_pipeline_file(path: str | os.PathLike[str]) -> Pipeline:
+    """Read and parse one pipeline file."""
     source_file = os.fspath(path)
-    return parse_pipeline_bytes(read_pipeline_bytes(source_file), source_file, validate_schema=validate_schema)
+    return parse_pipeline_bytes(read_pipeline_bytes(source_file), source_file)
 
 
 def max_file_bytes() -> int:
@@ -137,25 +137,21 @@ def decode_pipeline_bytes(raw: bytes, source_file: str) -> str:
         ) from None
 
 
-def parse_pipeline_bytes(raw: bytes, source_file: str, *, validate_schema: bool = True) -> Pipeline:
+def parse_pipeline_bytes(raw: bytes, source_file: str) -> Pipeline:
     """Parse one pipeline from a file's bytes (exactly these bytes: callers that hash them, such as
     the loader's cache, get the outcome of what they hashed)."""
-    return parse_pipeline_text(decode_pipeline_bytes(raw, source_file), source_file, validate_schema=validate_schema)
+    return parse_pipeline_text(decode_pipeline_bytes(raw, source_file), source_file)
 
 
-def parse_pipeline_text(text: str, source_file: str, *, validate_schema: bool = True) -> Pipeline:
+def parse_pipeline_text(text: str, source_file: str) -> Pipeline:
     """Parse one pipeline from `text`; `source_file` names it in errors and gives the default dag_id.
-
-    `validate_schema=False` is the loader's hot path for content it has already seen validate (it
-    owns that cache, keyed by content hash): the JSON Schema pass is skipped, the semantic checks
-    still run. Should the content not be valid after all, the full validation runs and reports it.
 
     Never raises anything but PipelineInvalid for any text: an exception we did not foresee becomes
     an internal error at 1:1 (with its type, logged with its traceback) rather than a crash of the
     CLI or of the DAG loader.
     """
     try:
-        return _parse_text(text, source_file, validate_schema)
+        return _parse_text(text, source_file)
     except PipelineInvalid:
         raise
     except RecursionError:
@@ -187,7 +183,7 @@ def internal_error(source_file: str, exc: BaseException) -> PipelineError:
     )
 
 
-def _parse_text(text: str, source_file: str, validate_schema: bool) -> Pipeline:
+def _parse_text(text: str, source_file: str) -> Pipeline:
     document = load(text, source_file)
     data = document.data
     if not isinstance(data, dict):
@@ -200,16 +196,11 @@ def _parse_text(text: str, source_file: str, validate_schema: bool) -> Pipeline:
             ]
         )
     positions = document.positions
-    errors = schema_errors(data, positions, source_file) if validate_schema else []
+    errors = schema_errors(data, positions, source_file)
     errors.extend(PipelineChecks(data, positions, source_file).errors())
     if errors:
         raise PipelineInvalid(_sorted_unique(errors))
-    try:
-        return to_pipeline(data, positions, source_file)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        if validate_schema:
-            raise  # validated data that does not convert is our bug: the guard reports it as such
-        return _parse_text(text, source_file, True)
+    return to_pipeline(data, positions, source_file)  # checked data that does not convert: our bug (the guard)
 
 
 def _sorted_unique(errors: list[PipelineError]) -> list[PipelineError]:
@@ -237,9 +228,6 @@ class ValidationReport:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-    def errors_for(self, path: str) -> list[PipelineError]:
-        return [error for error in self.errors if error.file == path]
 
 
 class PathNotFound(Exception):
@@ -280,7 +268,7 @@ def pipeline_files_in(folder: str | os.PathLike[str]) -> list[str]:
     return sorted(found)
 
 
-def validate_paths(paths: list[str], *, validate_schema: bool = True) -> ValidationReport:
+def validate_paths(paths: list[str]) -> ValidationReport:
     """Parse every pipeline under `paths`, then check them together (dag_id unique across files).
 
     Raises PathNotFound for a path that does not exist.
@@ -288,7 +276,7 @@ def validate_paths(paths: list[str], *, validate_schema: bool = True) -> Validat
     report = ValidationReport(files=pipeline_files(paths))
     for path in report.files:
         try:
-            report.pipelines[path] = parse_pipeline_file(path, validate_schema=validate_schema)
+            report.pipelines[path] = parse_pipeline_file(path)
         except PipelineInvalid as invalid:
             report.errors.extend(invalid.errors)
     report.errors.extend(duplicate_dag_ids(report.pipelines))

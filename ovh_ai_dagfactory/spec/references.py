@@ -10,9 +10,6 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-#: The outputs the builder provides for each step at run time.
-STEP_OUTPUTS = ("content", "response", "embeddings")
-
 
 @lru_cache(maxsize=4096)
 def referenced_steps(text: str) -> tuple[str, ...]:
@@ -29,7 +26,7 @@ def referenced_steps(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(step_id for step_id, _output, _line in references))
 
 
-#: Which outputs each kind of step provides (see STEP_OUTPUTS).
+#: Which outputs each kind of step provides at run time (`steps.<id>.<output>`).
 OUTPUTS_BY_KIND = {"chat": ("content", "response"), "embedding": ("embeddings", "response")}
 
 

@@ -78,7 +78,7 @@ def test_schema_is_draft_2020_12_with_an_id() -> None:
 
 
 def test_runtime_names_are_documented() -> None:
-    from ovh_ai_dagfactory.spec.references import STEP_OUTPUTS
+    from ovh_ai_dagfactory.spec.references import OUTPUTS_BY_KIND
 
-    for output in STEP_OUTPUTS:
+    for output in {name for outputs in OUTPUTS_BY_KIND.values() for name in outputs}:
         assert f"steps.<id>.{output}" in REFERENCE

@@ -114,18 +114,6 @@ def test_every_error_of_a_file_is_reported_in_order() -> None:
     assert [(e.line, e.column) for e in caught.value.errors] == [(4, 5), (5, 12)]
 
 
-def test_trusted_path_skips_the_schema_but_not_the_checks() -> None:
-    text = MINIMAL + "    depends_on: [nope]\n"
-    with pytest.raises(PipelineInvalid, match="unknown step 'nope'"):
-        parse_pipeline_text(text, "p.yaml", validate_schema=False)
-    assert parse_pipeline_text(MINIMAL, "p.yaml", validate_schema=False).steps[0].step_id == "ask"
-
-
-def test_trusted_path_still_refuses_content_that_does_not_fit() -> None:
-    with pytest.raises(PipelineInvalid, match="must be a mapping"):
-        parse_pipeline_text("steps: [1, 2]\n", "p.yaml", validate_schema=False)
-
-
 def test_validate_paths_reports_duplicate_dag_ids_at_the_second_file(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("dag_id: same\n" + MINIMAL)
     nested = tmp_path / "team"
