@@ -45,7 +45,7 @@ CONN_FIELDS: dict[str, Any] = {
     },
     "anonymous": {
         "label": "Anonymous access",
-        "description": "Call without a token (OVH allows 2 requests/min per IP and model).",
+        "description": "Call without a token (OVH rate-limits anonymous calls much lower than calls with a token).",
         "schema": {"type": ["boolean", "null"]},
     },
 }
