@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 @lru_cache(maxsize=4096)
@@ -45,9 +49,11 @@ def step_references(text: str) -> tuple[tuple[str, str | None, int], ...]:
     found: list[tuple[str, str | None, int]] = []
     # `steps.a.content` is Getattr(Getattr(Name steps, a), content): look one level up for the output.
     parents: dict[int, nodes.Node] = {}
-    for parent in tree.find_all((nodes.Getattr, nodes.Getitem)):
+    # find_all is typed as yielding plain expressions; these two node types both have `.node`.
+    accesses: list[nodes.Getattr | nodes.Getitem] = list(tree.find_all((nodes.Getattr, nodes.Getitem)))  # type: ignore[arg-type]
+    for parent in accesses:
         parents[id(parent.node)] = parent
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+    for node in accesses:
         target = node.node
         if not (isinstance(target, nodes.Name) and target.name == "steps"):
             continue
@@ -70,7 +76,7 @@ def _name_of(node: object) -> str | None:
 
 
 @lru_cache(maxsize=1)
-def _environment():  # type: ignore[no-untyped-def]
+def _environment() -> jinja2.Environment:
     # Parsing only; Airflow renders with its own sandboxed environment using the same default syntax.
     from jinja2 import Environment
 

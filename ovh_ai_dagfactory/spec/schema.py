@@ -47,7 +47,8 @@ def _pattern_words() -> dict[str, tuple[str, str | None]]:
 
 def pipeline_schema() -> dict[str, Any]:
     """A fresh copy of the schema: fastjsonschema rewrites the `$ref`s of the dict it compiles."""
-    return json.loads(schema_text())
+    schema: dict[str, Any] = json.loads(schema_text())
+    return schema
 
 
 @lru_cache(maxsize=1)
@@ -304,7 +305,7 @@ def _simple_message(kind: str, expected: Any, instance: Any, path: Path) -> tupl
     return f"{label}: {kind} check failed for {_describe_value(instance)}", None
 
 
-def _bad_name(error: Any, path: Path, at_key: Any) -> PipelineError:
+def _bad_name(error: Any, path: Path, at_key: Callable[..., PipelineError]) -> PipelineError:
     name = error.instance
     if path == ("steps",):
         fixed = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(name))

@@ -108,7 +108,8 @@ def _compose(text: str) -> Node:
         loader.dispose()
     if node is None:
         raise YamlProblem("the file is empty: a pipeline needs at least 'steps'", 0, 0)
-    return node
+    composed: Node = node
+    return composed
 
 
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
@@ -252,7 +253,7 @@ def mapping_key(node: Node) -> str:
         raise YamlProblem(
             "a mapping key must be a plain name, not a list or a mapping", node.start_mark.line, node.start_mark.column
         )
-    return node.value
+    return str(node.value)
 
 
 def _bad_tag(node: Node) -> YamlProblem:
@@ -351,7 +352,8 @@ def _child(node: Node, part: PathKey, *, want_key: bool) -> Node | None:
                             return child
         return found
     if isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-        return node.value[part]
+        item: Node = node.value[part]
+        return item
     return None
 
 
