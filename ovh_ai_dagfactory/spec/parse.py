@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 
@@ -279,25 +280,27 @@ def validate_paths(paths: list[str]) -> ValidationReport:
             report.pipelines[path] = parse_pipeline_file(path)
         except PipelineInvalid as invalid:
             report.errors.extend(invalid.errors)
-    report.errors.extend(duplicate_dag_ids(report.pipelines))
+    report.errors.extend(duplicate_dag_ids(report.pipelines).values())
     return report
 
 
-def duplicate_dag_ids(pipelines: dict[str, Pipeline]) -> list[PipelineError]:
-    """An error at each later file whose dag_id an earlier file already uses."""
-    first_seen: dict[str, str] = {}
-    errors = []
+def duplicate_dag_ids(pipelines: Mapping[str, Pipeline]) -> dict[str, PipelineError]:
+    """The one rule for dag_ids used by more than one file, shared by `validate` and the loader: every
+    such file is refused (at its `dag_id:`), since neither can be chosen safely — Airflow's workers
+    must find the same file the scheduler used. Keyed by path."""
+    by_dag_id: dict[str, list[str]] = {}
     for path, pipeline in pipelines.items():
-        first = first_seen.setdefault(pipeline.dag_id, path)
-        if first != path:
-            position = pipeline.dag_id_position
-            errors.append(
-                PipelineError(
-                    path,
-                    position.line,
-                    position.column,
-                    f"dag_id '{pipeline.dag_id}' is already used by {first}",
-                    "each pipeline needs its own dag_id (it defaults to the file name)",
-                )
+        by_dag_id.setdefault(pipeline.dag_id, []).append(path)
+    errors: dict[str, PipelineError] = {}
+    for dag_id, paths in by_dag_id.items():
+        for path in paths if len(paths) > 1 else ():
+            others = ", ".join(os.path.basename(other) for other in paths if other != path)
+            position = pipelines[path].dag_id_position
+            errors[path] = PipelineError(
+                path,
+                position.line,
+                position.column,
+                f"dag_id '{dag_id}' is also used by {others}",
+                "each pipeline needs its own dag_id (it defaults to the file name)",
             )
     return errors
