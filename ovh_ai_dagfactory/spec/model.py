@@ -166,6 +166,24 @@ class ChatStep:
         "Stop sequence(s): generation stops before any of them.",
         ("\n\n", ["END", "###"]),
     ).field()
+    seed: int | None = Declared(
+        integer(0),
+        "Sampling seed: the same seed and parameters give repeatable answers where the model supports it.",
+        (42,),
+        argument=REQUEST,
+    ).field()
+    presence_penalty: float | None = Declared(
+        number(-2, 2),
+        "Penalises tokens that already appeared, encouraging new topics (-2 to 2).",
+        (0.5,),
+        argument=REQUEST,
+    ).field()
+    frequency_penalty: float | None = Declared(
+        number(-2, 2),
+        "Penalises tokens by how often they appeared, discouraging repetition (-2 to 2).",
+        (0.5,),
+        argument=REQUEST,
+    ).field()
     extra_body: dict[str, Any] | None = EXTRA_BODY.field()
     depends_on: tuple[str, ...] = DEPENDS_ON.field(())
     description: str | None = STEP_DESCRIPTION.field()

@@ -183,3 +183,16 @@ def test_integral_floats_become_integers() -> None:
     pipeline = parse_pipeline_text(text, "p.yaml")
     (step,) = pipeline.steps
     assert [type(value) for value in (pipeline.max_active_runs, step.max_tokens, step.options.retries)] == [int] * 3
+
+
+def test_sampling_parameters_are_checked_and_typed() -> None:
+    text = MINIMAL.replace("messages:", "seed: 7\n    presence_penalty: -2\n    frequency_penalty: 2\n    messages:")
+    (step,) = parse_pipeline_text(text, "p.yaml").steps
+    assert (step.seed, step.presence_penalty, step.frequency_penalty) == (7, -2, 2)
+    bad = MINIMAL.replace("messages:", "seed: -1\n    presence_penalty: 2.5\n    messages:")
+    with pytest.raises(PipelineInvalid) as caught:
+        parse_pipeline_text(bad, "p.yaml")
+    assert [error.message for error in caught.value.errors] == [
+        "'seed' of step 'ask' must be at least 0, got -1",
+        "'presence_penalty' of step 'ask' must be at most 2, got 2.5",
+    ]
