@@ -20,7 +20,7 @@ from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, OVHCloudAIEndpoi
 from ovh_ai_dagfactory.hooks.redaction import redact
 from ovh_ai_dagfactory.hooks.responses import wire_json
 from ovh_ai_dagfactory.hooks.sdk_errors import CallContext, from_openai_error
-from ovh_ai_dagfactory.provider_info import CONN_TYPE, DEFAULT_BASE_URL, HOOK_NAME, UI_FIELD_BEHAVIOUR
+from ovh_ai_dagfactory.provider_info import CONN_TYPE, DEFAULT_BASE_URL, DEFAULT_CONN_ID, HOOK_NAME, UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:
     import openai
@@ -41,7 +41,7 @@ class OVHCloudAIEndpointsHook(BaseHook):
     """
 
     conn_name_attr = "ovh_conn_id"
-    default_conn_name = "ovh_ai_endpoints_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = CONN_TYPE
     hook_name = HOOK_NAME
     default_base_url = DEFAULT_BASE_URL
