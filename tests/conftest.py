@@ -39,7 +39,7 @@ CONN_ID = "ovh_ai_endpoints_default"
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A fresh SQLite metadata DB for the whole session (reset once, ~2-4 s)."""
-    from ovh_ai_dagfactory.compat import reset_metadata_db
+    from ovh_ai_dagfactory.factory.local_run import reset_metadata_db
 
     reset_metadata_db()
     return _AIRFLOW_HOME
@@ -56,19 +56,41 @@ def airflow_major() -> int:
     return _airflow_major()
 
 
-def run_dag(dag: Any, logical_date: datetime | None = None, run_conf: dict | None = None) -> Any:
+def run_dag(dag: Any, logical_date: datetime | None = None) -> Any:
     """Run one DagRun of `dag` through Airflow (`dag.test()`, the DAG stored in the DB first on
     Airflow 3) and return the DagRun."""
-    from ovh_ai_dagfactory.compat import run_dag_once
+    from ovh_ai_dagfactory.factory.local_run import run_dag_once
 
-    return run_dag_once(dag, logical_date or datetime.now(timezone.utc), run_conf)
+    return run_dag_once(dag, logical_date or datetime.now(timezone.utc))
 
 
 def xcom_value(dag_run: Any, task_id: str, key: str = "return_value") -> Any:
     """The XCom a task of `dag_run` pushed, read back from the metadata DB."""
-    from ovh_ai_dagfactory.compat import xcom_of
+    from ovh_ai_dagfactory.factory.local_run import xcom_of
 
     return xcom_of(dag_run, task_id, key)
+
+
+def serialized(dag: Any) -> dict[str, Any]:
+    """`dag` as Airflow stores it for the scheduler and the UI (the JSON of the serialized DAG)."""
+    return json.loads(json.dumps(_dag_serializer().to_dict(dag)))
+
+
+def round_trip(dag: Any) -> Any:
+    """`dag` after Airflow's serialization round trip: what the scheduler and the UI work with."""
+    return _dag_serializer().from_dict(serialized(dag))
+
+
+def _dag_serializer() -> Any:
+    # Only tests need Airflow's serializer: the package never serializes a DAG itself (Airflow 3's
+    # `run` stores DAGs through `sync_bag_to_db`), so this version difference lives here.
+    if _airflow_major() >= 3:
+        from airflow.serialization.serialized_objects import DagSerialization
+
+        return DagSerialization
+    from airflow.serialization.serialized_objects import SerializedDAG
+
+    return SerializedDAG
 
 
 def task_states(dag_run: Any) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """Run one pipeline through Airflow on a local SQLite metadata DB (what `ovh-ai-dagfactory run` does).
 
 The caller has pointed AIRFLOW_HOME (and the DB) at a private folder before importing Airflow.
-On Airflow 3 a DAG must be serialized into the metadata DB before `dag.test()` can run it; on 2.11
-`dag.test()` takes `execution_date`.
+The metadata-DB helpers below (a fresh schema, one DagRun through `dag.test()`, an XCom read back)
+are also what the test suite runs DAGs with. They pull in airflow-core's DB layer, which parsing a
+DAG file never needs, so they live here rather than in `compat` (which the provider imports).
 """
 
 from __future__ import annotations
@@ -12,14 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ovh_ai_dagfactory.compat import (
-    AIRFLOW_VERSION,
-    AirflowNotFoundException,
-    BaseHook,
-    reset_metadata_db,
-    run_dag_once,
-    xcom_of,
-)
+from ovh_ai_dagfactory.compat import AIRFLOW_V3, AIRFLOW_VERSION, AirflowNotFoundException, BaseHook
 from ovh_ai_dagfactory.factory.builder import build_dag
 from ovh_ai_dagfactory.spec.model import Pipeline
 
@@ -75,3 +69,52 @@ def _remember_failure(errors: dict[str, str]) -> Any:
             errors[context["ti"].task_id] = f"{type(exception).__name__}: {exception}"
 
     return remember
+
+
+# --- The metadata DB: shared with the test suite (tests/conftest.py) ------------------------------
+def reset_metadata_db() -> None:
+    """A fresh schema in the configured (private, local) metadata DB, with the DAG bundles known."""
+    from airflow.utils import db
+
+    db.resetdb()
+    if AIRFLOW_V3:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+        DagBundlesManager().sync_bundles_to_db()
+
+
+def run_dag_once(dag: Any, logical_date: datetime) -> Any:
+    """One DagRun of `dag` through `dag.test()`; returns the DagRun.
+
+    Airflow 3 runs only DAGs serialized in the metadata DB, so the DAG is stored first (as the DAG
+    processor would); 2.11 takes `execution_date` instead of `logical_date`.
+    """
+    if AIRFLOW_V3:
+        import os
+
+        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+        bag = DagBag(dag_folder=os.environ.get("AIRFLOW__CORE__DAGS_FOLDER"))
+        bag.bag_dag(dag)
+        sync_bag_to_db(bag, "dags-folder", None)
+        return dag.test(logical_date=logical_date)
+    return dag.test(execution_date=logical_date)
+
+
+def xcom_of(dag_run: Any, task_id: str, key: str = "return_value") -> Any:
+    """The XCom value a task of `dag_run` pushed, read back from the metadata DB (None if none)."""
+    from airflow.utils.session import create_session
+
+    if AIRFLOW_V3:
+        from airflow.models.xcom import XComModel
+
+        with create_session() as session:
+            row = (
+                session.query(XComModel)
+                .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
+                .one_or_none()
+            )
+            return None if row is None else XComModel.deserialize_value(row)
+    from airflow.models.xcom import XCom
+
+    return XCom.get_one(run_id=dag_run.run_id, dag_id=dag_run.dag_id, task_id=task_id, key=key)

@@ -3,12 +3,11 @@ example DAG surviving Airflow's serialization round trip (what any executor reli
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
+from conftest import round_trip
 
-from ovh_ai_dagfactory.compat import dag_serializer
 from ovh_ai_dagfactory.factory.builder import build_dag
 from ovh_ai_dagfactory.spec.parse import parse_pipeline_text
 from tests.factory.conftest import EXAMPLES
@@ -103,17 +102,11 @@ def test_ui_shows_the_public_operator_names(mapped):
     assert mapped.get_task("third").operator_name == "OVHCloudAIEndpointsEmbeddingOperator"
 
 
-def _round_trip(dag):
-    serializer = dag_serializer()
-    data = json.loads(json.dumps(serializer.to_dict(dag)))  # what the metadata DB stores
-    return serializer.from_dict(data)
-
-
 @pytest.mark.parametrize("name", sorted(path.stem for path in EXAMPLES.glob("*.yaml")))
 def test_every_example_survives_serialization(example_pipelines, name):
     [dag_id] = [d for d, path in example_pipelines.loaded.items() if path.endswith(f"{name}.yaml")]
     dag = example_pipelines.dags[dag_id]
-    restored = _round_trip(dag)
+    restored = round_trip(dag)
     assert restored.dag_id == dag.dag_id and restored.doc_md == dag.doc_md
     assert set(restored.task_dict) == set(dag.task_dict)
     for task_id, task in dag.task_dict.items():
@@ -126,6 +119,6 @@ def test_every_example_survives_serialization(example_pipelines, name):
 
 
 def test_mapped_pipeline_survives_serialization(mapped):
-    restored = _round_trip(mapped)
+    restored = round_trip(mapped)
     assert restored.get_task("third").upstream_task_ids == {"first", "second"}
     assert restored.get_task("first").messages == [{"role": "user", "content": "About {{ params.topic }}"}]
