@@ -93,9 +93,7 @@ def _construct(pipeline: Pipeline, fileloc: str | None, source_label: str | None
     tasks: dict[str, Any] = {}
     for step in pipeline.steps:
         building[:] = [step]
-        operator = OPERATOR_BY_KIND[step.kind](dag=dag, **step_arguments(step, pipeline))
-        operator.pipeline_step_kinds = kinds
-        tasks[step.step_id] = operator
+        tasks[step.step_id] = OPERATOR_BY_KIND[step.kind](dag=dag, step_kinds=kinds, **step_arguments(step, pipeline))
     building.clear()
     for step_id, upstream_ids in upstream.items():
         for upstream_id in upstream_ids:

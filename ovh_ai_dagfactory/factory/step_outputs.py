@@ -1,7 +1,7 @@
 """What `{{ steps.<id>.content }}`, `.response` and `.embeddings` mean at run time.
 
-A pipeline's operators add one name, `steps`, to the Jinja context just before Airflow renders
-their templated fields. Each `steps.<id>` reads that step's XCom (`ti.xcom_pull`) only when a
+A pipeline's operators (`step_operators`) add one name, `steps`, to the Jinja context when Airflow
+renders their templated fields. Each `steps.<id>` reads that step's XCom (`ti.xcom_pull`) only when a
 template touches it, so rendering a step that references nothing pulls nothing. Everything else in
 the context (`ti`, `ds`, `var`, `params`, macros) is Airflow's own and untouched.
 """
@@ -129,19 +129,3 @@ class StepOutputs:
 
     def __contains__(self, step_id: object) -> bool:
         return step_id in self._kinds
-
-
-class ProvidesStepOutputs:
-    """Mixin for a pipeline's operators: puts `steps` in the context their templates render with.
-
-    `render_template_fields` is the one method both Airflow lines call, on the task object the
-    worker parsed from the DAG file, right before `execute`. The operator's own behaviour is
-    unchanged, so the class stays a thin subclass of the provider's public operator.
-    """
-
-    #: step id → kind, shared by every task of one pipeline; set by the builder.
-    pipeline_step_kinds: Mapping[str, str] = {}
-
-    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
-        context["steps"] = StepOutputs(context["ti"], self.pipeline_step_kinds)
-        super().render_template_fields(context, jinja_env)  # type: ignore[misc]
