@@ -16,17 +16,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate, render and run YAML pipelines of OVHcloud AI Endpoints steps.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    from ovh_ai_dagfactory.cli import schema_command, validate_command
+    # Each module imports only the spec at the top; Airflow is imported inside `run`'s handler.
+    from ovh_ai_dagfactory.cli import render_command, run_command, schema_command, validate_command
 
-    validate_command.register(commands)
-    schema_command.register(commands)
-    try:
-        from ovh_ai_dagfactory.cli import render_command, run_command
-    except ImportError:  # pragma: no cover - modules land with the DAG factory
-        pass
-    else:
-        render_command.register(commands)
-        run_command.register(commands)
+    for command in (validate_command, schema_command, render_command, run_command):
+        command.register(commands)
     return parser
 
 

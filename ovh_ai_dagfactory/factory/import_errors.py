@@ -65,17 +65,12 @@ def _is_dagbag(value: Any) -> bool:
     )
 
 
-def report_to_dagbag(
-    rejected: Mapping[str, Iterable[PipelineError]], parsed_files: Iterable[str], dagbag: Any | None = None
-) -> bool:
-    """File one import error per rejected pipeline file in the importing DagBag; True when done.
+def report_to_dagbag(rejected: Mapping[str, Iterable[PipelineError]], parsed_files: Iterable[str], dagbag: Any) -> None:
+    """File one import error per rejected pipeline file in `dagbag` (the `importing_dagbag()`).
 
     `parsed_files` (every pipeline file looked at) are marked as processed so that Airflow clears
     the import error of a file that has since been fixed.
     """
-    dagbag = dagbag if dagbag is not None else importing_dagbag()
-    if dagbag is None:
-        return False
     bundle_path = getattr(dagbag, "bundle_path", None)  # Airflow 3: keys are relative to the bundle
     for path in parsed_files:
         # Airflow 3 turns these into bundle-relative paths and fails for a file outside the bundle.
@@ -87,7 +82,6 @@ def report_to_dagbag(
     for path, errors in rejected.items():
         key = path if bundle_path is None else (_relative_to(path, bundle_path) or path)
         dagbag.import_errors[key] = format_errors(errors)
-    return True
 
 
 def _relative_to(path: str, root: Any) -> str | None:

@@ -105,7 +105,8 @@ def load_pipelines(
         for path, errors in result.rejected.items():
             log.warning("pipeline rejected: %s\n%s", path, format_errors(errors))
         if dagbag is not None:
-            result.reported_to_airflow = report_to_dagbag(result.rejected, files, dagbag)
+            report_to_dagbag(result.rejected, files, dagbag)
+            result.reported_to_airflow = True
 
     result.cache_hits, result.cache_misses = cache.hits, cache.misses
     return result

@@ -26,14 +26,14 @@ DEFAULT_FOLDER_NAME = "pipelines"
 _DAG_ID_LINE = re.compile(r"""^dag_id[ \t]*:[ \t]*["']?([\w.-]+)["']?[ \t]*(?:#.*)?$""", re.MULTILINE)
 
 
-def resolve_folder(folder: str | os.PathLike[str] | None, namespace: Mapping[str, Any] | None) -> Path:
+def resolve_folder(folder: str | os.PathLike[str] | None, namespace: Mapping[str, Any]) -> Path:
     """The folder argument; else $OVH_AI_DAGFACTORY_PIPELINES_FOLDER; else `pipelines/` next to the
     loader file (inside the DAG folder, so it ships with the DAGs: git-sync, images, bundles)."""
     if folder is not None:
         return Path(folder)
     if os.environ.get(FOLDER_ENV):
         return Path(os.environ[FOLDER_ENV])
-    loader_file = (namespace or {}).get("__file__")
+    loader_file = namespace.get("__file__")
     base = Path(loader_file).resolve().parent if loader_file else Path.cwd()
     return base / DEFAULT_FOLDER_NAME
 

@@ -201,9 +201,6 @@ class AirflowApi:
     def dag_details(self, dag_id: str) -> dict[str, Any]:
         return self.request("GET", f"/dags/{urllib.parse.quote(dag_id)}/details")
 
-    def unpause(self, dag_id: str) -> dict[str, Any]:
-        return self.request("PATCH", f"/dags/{urllib.parse.quote(dag_id)}", {"is_paused": False})
-
     def trigger(
         self, dag_id: str, conf: dict | None = None, logical_date: datetime | None = None, run_id: str | None = None
     ) -> dict[str, Any]:
