@@ -27,11 +27,12 @@ from ovh_ai_dagfactory.operators.ai_endpoints import (
 # The cost of `step_kinds` being a constructor argument: Airflow's operator metaclass wraps every
 # `__init__` a class defines in `apply_defaults` (BaseOperatorMeta, 2.11 and 3.x alike), so these
 # classes add one wrapper level to the provider operators' three. Measured on 3.3: +7 µs per task
-# constructed (≈ 100 µs), within the noise of P1's folder load (benchmarks/bench_load.py). The ways
-# around it all cost more than they save: reusing the parent's wrapped `__init__` (what these classes
-# did before) cannot take an argument and needed the builder to mutate each task afterwards; calling
-# the parent's unwrapped `__init__` would skip its default_args filling of the chat/embedding
-# arguments. So the level stays, and `partial()` / `expand()` see an ordinary operator.
+# constructed (≈ 100 µs), about +3% on P1's warm folder load (benchmarks/bench_load.py). The ways
+# around it inside this module cost more than they save: reusing the parent's wrapped `__init__`
+# (what these classes did before) cannot take an argument and needed the builder to mutate each
+# task afterwards; calling the parent's unwrapped `__init__` would skip its default_args filling of
+# the chat/embedding arguments. So the level stays, and `partial()` / `expand()` see an ordinary
+# operator.
 #
 # Why `render_template` and not `render_template_fields`: a mapped task's fields are rendered by
 # Airflow's MappedOperator, which calls the unmapped task's internal `_do_render_template_fields`
