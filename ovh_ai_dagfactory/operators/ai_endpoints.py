@@ -43,11 +43,14 @@ EMBEDDING_ARGUMENTS = ("model", "input")
 
 
 class OVHCloudAIEndpointsBaseOperator(BaseOperator):
-    """What the chat and embedding operators share: the connection, the hook and `execute()`."""
+    """What the chat and embedding operators share: the connection, the hook and `execute()`.
 
-    def __init__(self, *, ovh_conn_id: str = OVHCloudAIEndpointsHook.default_conn_name, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ovh_conn_id = ovh_conn_id
+    No `__init__` here, on purpose: Airflow wraps every class's own `__init__` in `apply_defaults`,
+    which merges default_args again at each level, and DAG files build thousands of these. Each
+    concrete operator takes `ovh_conn_id` itself (one level fewer for every task).
+    """
+
+    ovh_conn_id: str
 
     @cached_property
     def hook(self) -> OVHCloudAIEndpointsHook:
@@ -114,7 +117,8 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
         ovh_conn_id: str = OVHCloudAIEndpointsHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        super().__init__(ovh_conn_id=ovh_conn_id, **kwargs)
+        super().__init__(**kwargs)
+        self.ovh_conn_id = ovh_conn_id
         self.model = model
         self.messages = messages
         self.temperature = temperature
@@ -168,7 +172,8 @@ class OVHCloudAIEndpointsEmbeddingOperator(OVHCloudAIEndpointsBaseOperator):
         ovh_conn_id: str = OVHCloudAIEndpointsHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        super().__init__(ovh_conn_id=ovh_conn_id, **kwargs)
+        super().__init__(**kwargs)
+        self.ovh_conn_id = ovh_conn_id
         self.model = model
         self.input = input
         self.embedding_kwargs = embedding_kwargs
