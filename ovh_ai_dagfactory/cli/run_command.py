@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from ovh_ai_dagfactory.cli.render_command import EXIT_INTERNAL, InternalErrorReported, parse_or_report
+from ovh_ai_dagfactory.factory.mapping import effective_connection_id
 from ovh_ai_dagfactory.spec.model import Pipeline
 
 EXIT_OK, EXIT_FAILED = 0, 1
 DEFAULT_HOME = Path(".ovh-ai-dagfactory") / "airflow-home"
-DEFAULT_CONNECTION = "ovh_ai_endpoints_default"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -106,17 +106,20 @@ def describe(outcome: Any) -> str:
     response = outcome.response
     if not isinstance(response, dict):
         return head + (f"\n  error: {outcome.error}" if outcome.error else "")
+    # The provider's definitions of an answer's result (imported here: they import Airflow, which
+    # `run` configures first).
+    from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError
+    from ovh_ai_dagfactory.hooks.results import chat_content, embedding_vectors
+
     lines = [head]
-    if outcome.kind == "chat":
-        try:
-            content = response["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError):
-            content = None
-        lines.append(f"  content: {content}")
-    else:
-        vectors = [item.get("embedding") or [] for item in response.get("data") or []]
-        size = len(vectors[0]) if vectors else 0
-        lines.append(f"  vectors: {len(vectors)} × {size} dimensions")
+    try:
+        if outcome.kind == "chat":
+            lines.append(f"  content: {chat_content(response)}")
+        else:
+            vectors = embedding_vectors(response)
+            lines.append(f"  vectors: {len(vectors)} × {len(vectors[0]) if vectors else 0} dimensions")
+    except OVHCloudAIEndpointsError as error:
+        lines.append(f"  no result: {error}")
     usage = response.get("usage") or {}
     if usage:
         lines.append(
@@ -127,8 +130,7 @@ def describe(outcome: Any) -> str:
 
 
 def _connection_ids(pipeline: Pipeline) -> list[str]:
-    ids = {step.options.connection or pipeline.connection or DEFAULT_CONNECTION for step in pipeline.steps}
-    return sorted(ids)
+    return sorted({effective_connection_id(step, pipeline) for step in pipeline.steps})
 
 
 def _missing_connection_message(conn_id: str, home: Path) -> str:

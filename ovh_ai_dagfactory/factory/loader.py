@@ -25,8 +25,8 @@ from ovh_ai_dagfactory.factory.import_errors import format_errors, importing_dag
 from ovh_ai_dagfactory.factory.pipeline_files import candidates_for_dag_id, in_shard, resolve_folder
 from ovh_ai_dagfactory.spec.checks import default_dag_id
 from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
-from ovh_ai_dagfactory.spec.model import Pipeline, Position
-from ovh_ai_dagfactory.spec.parse import pipeline_files_in
+from ovh_ai_dagfactory.spec.model import Pipeline
+from ovh_ai_dagfactory.spec.parse import duplicate_dag_ids, pipeline_files_in
 
 log = logging.getLogger(__name__)
 
@@ -207,26 +207,10 @@ def _load_one(
 
 
 def _reject_duplicate_dag_ids(parsed: list[Parsed], result: LoadResult) -> None:
-    """Two files with one dag_id: both are rejected, since neither can be chosen safely (a worker
-    must find the same file the scheduler used)."""
-    by_dag_id: dict[str, list[tuple[str, Position]]] = {}
-    for item in parsed:
-        if item.pipeline is not None:
-            by_dag_id.setdefault(item.pipeline.dag_id, []).append((item.path, item.pipeline.dag_id_position))
-    for dag_id, paths in by_dag_id.items():
-        if len(paths) < 2:
-            continue
-        for path, position in paths:
-            others = ", ".join(os.path.basename(other) for other, _ in paths if other != path)
-            result.rejected[path] = (
-                PipelineError(
-                    path,
-                    position.line,
-                    position.column,
-                    f"dag_id '{dag_id}' is also used by {others}",
-                    "each pipeline needs its own dag_id (it defaults to the file name)",
-                ),
-            )
+    """The spec's one rule (as `validate` applies it): every file sharing a dag_id is rejected."""
+    pipelines = {item.path: item.pipeline for item in parsed if item.pipeline is not None}
+    for path, error in duplicate_dag_ids(pipelines).items():
+        result.rejected[path] = (error,)
 
 
 def _index_dag_file(cache: SpecCache, folder: Path, item: Parsed) -> None:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ovh_ai_dagfactory.compat import AirflowException, AirflowFailException
+from ovh_ai_dagfactory.hooks.errors import NoContentError
+from ovh_ai_dagfactory.hooks.results import chat_content, embedding_vectors
 
 # The spec's own table, so what the validator accepts and what a run provides cannot drift apart.
 from ovh_ai_dagfactory.spec.references import OUTPUTS_BY_KIND
@@ -42,46 +44,35 @@ class StepOutput:
 
     @property
     def content(self) -> str:
-        """A chat step's answer: `choices[0].message.content`, never None or empty.
+        """A chat step's answer, as the provider defines it (`hooks.results.chat_content`).
 
-        The chat operator already refuses such answers; this guards XComs written otherwise (an
-        older version, a custom operator, a cleared and edited XCom). Jinja would render a None as
-        the text "None" and the next model would answer that. Retrying this task cannot change an
-        earlier step's XCom, hence AirflowFailException.
+        The chat operator already refuses an answer without text; this guards XComs written otherwise
+        (an older version, a custom operator, an edited XCom): Jinja would render a None as the text
+        "None" and the next model would answer that. Retrying this task cannot change an earlier
+        step's XCom, hence AirflowFailException.
         """
         self._require("content")
         try:
-            choice = self.response["choices"][0]
-            content = choice["message"]["content"]
-        except (KeyError, IndexError, TypeError):
+            return chat_content(self._mapping())
+        except NoContentError as error:
             raise AirflowFailException(
-                f"steps.{self._step_id}.content: the step's response has no choices[0].message.content"
+                f"steps.{self._step_id}.content: step '{self._step_id}' returned no text: {error}"
             ) from None
-        if not isinstance(content, str) or not content.strip():
-            shown = "null" if content is None else repr(content)[:80]
-            raise AirflowFailException(
-                f"steps.{self._step_id}.content: step '{self._step_id}' returned no text (content {shown}, "
-                f"finish_reason={choice.get('finish_reason')!r}); refusing to render it as {str(content)!r}"
-            )
-        return content
 
     @property
     def embeddings(self) -> list[list[float]]:
-        """An embedding step's vectors, one per input, in input order; never empty."""
+        """An embedding step's vectors, one per input, in input order (`hooks.results.embedding_vectors`)."""
         self._require("embeddings")
         try:
-            data = sorted(self.response["data"], key=lambda item: item.get("index", 0))
-            vectors = [item["embedding"] for item in data]
-        except (KeyError, TypeError, AttributeError):
+            return embedding_vectors(self._mapping())
+        except NoContentError as error:
             raise AirflowFailException(
-                f"steps.{self._step_id}.embeddings: the step's response has no data[].embedding"
+                f"steps.{self._step_id}.embeddings: step '{self._step_id}' returned no vectors: {error}"
             ) from None
-        if not vectors or not all(isinstance(v, list) and v for v in vectors):
-            raise AirflowFailException(
-                f"steps.{self._step_id}.embeddings: step '{self._step_id}' returned "
-                + ("no vectors" if not vectors else "an empty or null vector")
-            )
-        return vectors
+
+    def _mapping(self) -> Mapping[str, Any]:
+        response = self.response
+        return response if isinstance(response, Mapping) else {}
 
     def _require(self, output: str) -> None:
         provided = OUTPUTS_BY_KIND.get(self._kind, ())

@@ -94,9 +94,9 @@ def test_wrong_output_unknown_step_and_missing_result_fail_clearly():
     ("message", "finish_reason", "shown"),
     [
         ({"role": "assistant", "content": None}, "length", "content null"),
-        ({"role": "assistant", "content": ""}, "stop", "content ''"),
-        ({"role": "assistant", "content": "  \n"}, "stop", "content '  \\n'"),
-        ({"role": "assistant", "content": None, "tool_calls": [{"id": "t"}]}, "tool_calls", "content null"),
+        ({"role": "assistant", "content": ""}, "stop", "empty content"),
+        ({"role": "assistant", "content": "  \n"}, "stop", "empty content"),
+        ({"role": "assistant", "content": None, "tool_calls": [{"id": "t"}]}, "tool_calls", "tool calls only"),
     ],
 )
 def test_content_refuses_an_answer_without_text_instead_of_rendering_none(message, finish_reason, shown):
@@ -111,9 +111,9 @@ def test_content_refuses_an_answer_without_text_instead_of_rendering_none(messag
 @pytest.mark.parametrize(
     ("response", "words"),
     [
-        ({"choices": []}, "has no choices[0].message.content"),
-        ({"choices": [{"index": 0, "finish_reason": "stop"}]}, "has no choices[0].message.content"),
-        ({"object": "list", "data": []}, "has no choices[0].message.content"),
+        ({"choices": []}, "returned an empty 'choices' list"),
+        ({"choices": [{"index": 0, "finish_reason": "stop"}]}, "returned no message"),
+        ({"object": "list", "data": []}, "returned an empty 'choices' list"),
     ],
 )
 def test_content_refuses_a_response_without_a_first_choice(response, words):
@@ -126,11 +126,11 @@ def test_content_refuses_a_response_without_a_first_choice(response, words):
 @pytest.mark.parametrize(
     ("response", "words"),
     [
-        ({"data": []}, "returned no vectors"),
-        ({"data": [{"index": 0, "embedding": []}]}, "an empty or null vector"),
-        ({"data": [{"index": 0, "embedding": None}]}, "an empty or null vector"),
-        ({"data": [{"index": 0}]}, "has no data[].embedding"),
-        ({"choices": []}, "has no data[].embedding"),
+        ({"data": []}, "returned an empty 'data' list"),
+        ({"data": [{"index": 0, "embedding": []}]}, "no vector in data[0]"),
+        ({"data": [{"index": 0, "embedding": None}]}, "no vector in data[0]"),
+        ({"data": [{"index": 0}]}, "no vector in data[0]"),
+        ({"choices": []}, "returned no 'data'"),
     ],
 )
 def test_embeddings_refuse_missing_or_empty_vectors(response, words):
