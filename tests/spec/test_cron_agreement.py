@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from conftest import serialized
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,18 +90,6 @@ CORPUS = [
 ]
 
 
-def dag_serializer() -> type:
-    """What the DAG processor stores a DAG with (renamed in Airflow 3)."""
-    try:
-        from airflow.serialization.serialized_objects import DagSerialization  # Airflow 3
-
-        return DagSerialization
-    except ImportError:
-        from airflow.serialization.serialized_objects import SerializedDAG  # Airflow 2.11
-
-        return SerializedDAG
-
-
 def airflow_accepts(schedule: str) -> bool:
     from ovh_ai_dagfactory.compat import DAG
 
@@ -113,7 +102,7 @@ def airflow_accepts(schedule: str) -> bool:
             max_active_runs=1,
         )
         dag.validate()
-        dag_serializer().to_dict(dag)
+        serialized(dag)
     except Exception:  # noqa: BLE001 - any refusal counts: that is what would land on the DAG file
         return False
     return True
