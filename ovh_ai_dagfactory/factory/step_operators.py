@@ -25,14 +25,11 @@ from ovh_ai_dagfactory.operators.ai_endpoints import (
 )
 
 # The cost of `step_kinds` being a constructor argument: Airflow's operator metaclass wraps every
-# `__init__` a class defines in `apply_defaults` (BaseOperatorMeta, 2.11 and 3.x alike), so these
-# classes add one wrapper level to the provider operators' three. Measured on 3.3: +7 µs per task
-# constructed (≈ 100 µs), about +3% on P1's warm folder load (benchmarks/bench_load.py). The ways
-# around it inside this module cost more than they save: reusing the parent's wrapped `__init__`
-# (what these classes did before) cannot take an argument and needed the builder to mutate each
-# task afterwards; calling the parent's unwrapped `__init__` would skip its default_args filling of
-# the chat/embedding arguments. So the level stays, and `partial()` / `expand()` see an ordinary
-# operator.
+# `__init__` a class defines in `apply_defaults` (BaseOperatorMeta, 2.11 and 3.x alike), and each
+# level merges default_args again (+7 µs per task measured on 3.3, ≈ 3% of P1's warm load). The
+# provider's shared base operator defines no `__init__` for that reason, so these classes have the
+# same three levels (BaseOperator, the provider operator, this class) the provider operators had
+# before; `partial()` / `expand()` see an ordinary operator.
 #
 # Why `render_template` and not `render_template_fields`: a mapped task's fields are rendered by
 # Airflow's MappedOperator, which calls the unmapped task's internal `_do_render_template_fields`
@@ -54,8 +51,7 @@ class PipelineChatOperator(OVHCloudAIEndpointsChatCompletionsOperator):
         self.step_kinds = step_kinds
 
     def render_template(self, content: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
-        if "steps" not in context:
-            context["steps"] = StepOutputs(context["ti"], self.step_kinds)
+        _add_steps(context, self.step_kinds)
         return super().render_template(content, context, *args, **kwargs)
 
 
@@ -72,9 +68,14 @@ class PipelineEmbeddingOperator(OVHCloudAIEndpointsEmbeddingOperator):
         self.step_kinds = step_kinds
 
     def render_template(self, content: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
-        if "steps" not in context:
-            context["steps"] = StepOutputs(context["ti"], self.step_kinds)
+        _add_steps(context, self.step_kinds)
         return super().render_template(content, context, *args, **kwargs)
+
+
+def _add_steps(context: Any, step_kinds: Mapping[str, str]) -> None:
+    """`steps` in the Jinja context, once per rendering (render_template runs for every field)."""
+    if "steps" not in context:
+        context["steps"] = StepOutputs(context["ti"], step_kinds)
 
 
 OPERATOR_BY_KIND = {"chat": PipelineChatOperator, "embedding": PipelineEmbeddingOperator}
