@@ -125,15 +125,25 @@ def templated_values(cls: type, raw: Any, base: tuple[str | int, ...]) -> Iterat
                     yield (*base, item.name, index), text
 
 
-def declared_fields(cls: type) -> Iterator[DeclaredField]:
-    """Every declared field of `cls`, in declaration order, groups flattened in place."""
-    for item in dataclasses.fields(cls):
-        if "declared" in item.metadata:
-            yield DeclaredField(item.name, item.metadata["declared"], None)
-        elif "group" in item.metadata:
-            group_type = item.default_factory() if item.default_factory is not dataclasses.MISSING else None
-            for inner in declared_fields(type(group_type)):
-                yield DeclaredField(inner.name, inner.declared, item.name)
+_DECLARED_FIELDS: dict[type, tuple[DeclaredField, ...]] = {}
+
+
+def declared_fields(cls: type) -> tuple[DeclaredField, ...]:
+    """Every declared field of `cls`, in declaration order, groups flattened in place.
+
+    Cached per class: the loader maps every step of every pipeline through it on each DAG-folder
+    parse, and the declarations never change at run time."""
+    cached = _DECLARED_FIELDS.get(cls)
+    if cached is None:
+        found: list[DeclaredField] = []
+        for item in dataclasses.fields(cls):
+            if "declared" in item.metadata:
+                found.append(DeclaredField(item.name, item.metadata["declared"], None))
+            elif "group" in item.metadata and item.default_factory is not dataclasses.MISSING:
+                group_fields = declared_fields(type(item.default_factory()))
+                found += (DeclaredField(inner.name, inner.declared, item.name) for inner in group_fields)
+        cached = _DECLARED_FIELDS[cls] = tuple(found)
+    return cached
 
 
 # -- shapes ------------------------------------------------------------------------------------
