@@ -11,6 +11,8 @@ croniter costs ~130 ms to import; it is imported only when a file has a cron str
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 #: Airflow's `airflow.utils.dates.cron_presets` (identical on 2.11 and 3.3; a test compares them).
 AIRFLOW_CRON_PRESETS = {
     "@hourly": "0 * * * *",
@@ -26,6 +28,7 @@ SPECIAL_SCHEDULES = ("@once", "@continuous")
 PRESET_NAMES = (*SPECIAL_SCHEDULES, *AIRFLOW_CRON_PRESETS)
 
 
+@lru_cache(maxsize=1024)  # most files of a folder share a handful of schedules
 def schedule_problem(schedule: str) -> str | None:
     """Why Airflow would refuse `schedule` (croniter's own words), or None when it accepts it."""
     if schedule in SPECIAL_SCHEDULES:
