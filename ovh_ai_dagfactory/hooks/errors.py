@@ -9,8 +9,8 @@ Two families, because Airflow decides retries from the exception class:
   (400, 401, 403, 404, 422, other 4xx, missing token). Retrying the task cannot help, so Airflow
   fails it at once even when the task has `retries`.
 - plain `OVHCloudAIEndpointsError`: transient (429, 408, 409, 5xx, timeouts, connection errors,
-  a 2xx whose body is not JSON). The SDK has already retried what it retries (never a 2xx); the
-  task's own `retries` come next.
+  a 2xx whose body is not JSON, a structured answer that does not match its `output_schema`).
+  The SDK has already retried what it retries (never a 2xx); the task's own `retries` come next.
 
 Every class can be rebuilt from its message and attributes alone, as `pickle` and Airflow's
 exception serialization (`serialize()` → class path, args, kwargs → `cls(*args, **kwargs)`) do.
@@ -130,6 +130,17 @@ class NoContentError(OVHCloudAIEndpointsFatalError):
     Raised by `results.chat_content` / `results.embedding_vectors`, hence by the operators, which
     must not push such an answer to XCom. Fatal: the cause is the request (max_tokens, prompt,
     model) far more often than the moment. Attribute: `finish_reason`."""
+
+
+class StructuredOutputError(OVHCloudAIEndpointsError):
+    """A chat answer asked for with `output_schema` that is not valid JSON, or JSON that does not
+    match the schema. Transient: a model samples again, so the task's retries apply (the SDK's do
+    not: the answer was a 2xx). Raised by `results.chat_json`, hence by the chat operator, which
+    must not push such an answer to XCom. Attributes: `json_path` (where validation failed, `$`
+    for the whole answer), `finish_reason`."""
+
+    json_path: str | None = None
+    finish_reason: str | None = None
 
 
 class InvalidRequestError(OVHCloudAIEndpointsFatalError):

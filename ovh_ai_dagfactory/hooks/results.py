@@ -6,19 +6,24 @@ without a result" means the same everywhere: `NoContentError`, never a None that
 render as the text "None" or a missing vector.
 
     chat_content(response) -> str                        choices[0].message.content
+    chat_json(response, output_schema) -> Any            that content parsed as JSON, validated
     embedding_vectors(response, expected=2) -> [[...]]  one vector per input, in input order
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import struct
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ovh_ai_dagfactory.hooks.errors import NoContentError
+from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, NoContentError, StructuredOutputError
 
-_QUOTED = 200  # characters of a refusal quoted in a message
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
+
+_QUOTED = 200  # characters of a refusal, or of a structured answer, quoted in a message
 _NOT_PASSED_ON = (
     'The task fails instead of passing an empty answer (or the text "None") to the next tasks; not '
     "retried by task retries, since the same request usually gets the same kind of answer."
@@ -51,6 +56,85 @@ def chat_content(response: Mapping[str, Any], *, model: str | None = None, max_t
         f"(finish_reason={finish_reason!r}, response id {response.get('id')!r}). {hint} {_NOT_PASSED_ON}",
         finish_reason=finish_reason,
     )
+
+
+def chat_json(response: Mapping[str, Any], output_schema: Mapping[str, Any] | None = None) -> Any:
+    """The text of a chat answer (`chat_content`) parsed as JSON and, when `output_schema` is given,
+    validated against it (JSON Schema Draft 2020-12, as `output_schema` is sent in the request).
+
+    Raises `NoContentError` as `chat_content` does; `StructuredOutputError` (transient: a model
+    samples again, so the task's retries apply) when the text is not JSON or does not match the
+    schema, naming the JSON path that failed (`$` for the whole answer), what the schema wanted and
+    an excerpt of the answer (at most 200 characters; the hook has already redacted the token from
+    the response); `InvalidRequestError` when `output_schema` is not a valid schema.
+    """
+    content = chat_content(response)
+    validator = check_output_schema(output_schema) if output_schema is not None else None
+    choices = response.get("choices") or []
+    finish_reason = choices[0].get("finish_reason") if isinstance(choices[0], Mapping) else None
+    where = f"the answer of model '{response.get('model')}' (response id {response.get('id')!r})"
+    try:
+        value = json.loads(content)
+    except ValueError as error:  # json.JSONDecodeError, or a number too large to convert
+        position = getattr(error, "pos", 0)
+        reason = (
+            f"{error.msg}: line {error.lineno} column {error.colno}"
+            if isinstance(error, json.JSONDecodeError)
+            else str(error)
+        )
+        hint = (
+            " The answer was cut by max_tokens (finish_reason='length'): raise max_tokens."
+            if finish_reason == "length"
+            else ""
+        )
+        raise StructuredOutputError(
+            f"Structured output: {where} is not valid JSON at $ ({reason}); answer "
+            f"({len(content)} chars) near the error: {_excerpt(content, position)!r}.{hint} {_SAMPLED_AGAIN}",
+            json_path="$",
+            finish_reason=finish_reason,
+        ) from None
+    if validator is None:
+        return value
+    from jsonschema.exceptions import best_match
+
+    errors = list(validator.iter_errors(value))
+    if not errors:
+        return value
+    worst = best_match(errors)
+    wanted = json.dumps(worst.validator_value, ensure_ascii=False, default=str)
+    wanted = wanted if len(wanted) <= 100 else wanted[:99] + "…"
+    problem = " ".join(worst.message.split())
+    problem = problem if len(problem) <= 160 else problem[:159] + "…"
+    more = f"; {len(errors) - 1} more problem(s)" if len(errors) > 1 else ""
+    raise StructuredOutputError(
+        f"Structured output: {where} does not match output_schema at {worst.json_path}: {problem} (the "
+        f"schema wants {worst.validator} {wanted}{more}); answer ({len(content)} chars): "
+        f"{_excerpt(content, 0)!r}. {_SAMPLED_AGAIN}",
+        json_path=worst.json_path,
+        finish_reason=finish_reason,
+    )
+
+
+def check_output_schema(output_schema: Any) -> Validator:
+    """A Draft 2020-12 validator for `output_schema`, or `InvalidRequestError` (fatal) when it is
+    not a mapping or not a valid JSON Schema."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    if not isinstance(output_schema, Mapping):
+        raise InvalidRequestError(
+            f"Invalid request: output_schema must be a JSON Schema mapping, not {type(output_schema).__name__} "
+            f"{str(output_schema)[:80]!r}."
+        )
+    try:
+        Draft202012Validator.check_schema(output_schema)
+    except SchemaError as error:
+        path = "".join(f"[{part!r}]" for part in error.absolute_path) or " (the root)"
+        raise InvalidRequestError(
+            f"Invalid request: output_schema is not a valid JSON Schema (Draft 2020-12): at output_schema"
+            f"{path}: {' '.join(error.message.split())[:200]}."
+        ) from None
+    return Draft202012Validator(output_schema)
 
 
 def embedding_vectors(
@@ -90,6 +174,19 @@ def embedding_vectors(
     )
 
 
+_SAMPLED_AGAIN = "The task fails this try; its retries (if any) ask the model again."
+
+
+def _excerpt(content: str, position: int) -> str:
+    """At most `_QUOTED` characters of `content` on one line, from a little before `position`."""
+    start = max(0, position - _QUOTED // 2)
+    window = " ".join(content[start : start + 4 * _QUOTED].split())
+    prefix, suffix = ("…" if start else ""), ("…" if start + 4 * _QUOTED < len(content) else "")
+    if len(prefix) + len(window) + len(suffix) > _QUOTED:
+        window, suffix = window[: _QUOTED - len(prefix) - 1], "…"
+    return prefix + window + suffix
+
+
 def _floats(vector: Any) -> list[float]:
     if isinstance(vector, str):  # little-endian float32, as OpenAI's API (and the SDK) define it
         raw = base64.b64decode(vector, validate=True)
@@ -121,4 +218,4 @@ def _why_no_content(message: Any, content: Any, finish_reason: Any, max_tokens: 
     return returned, "Check the prompt and the model's parameters."
 
 
-__all__ = ["chat_content", "embedding_vectors"]
+__all__ = ["chat_content", "chat_json", "check_output_schema", "embedding_vectors"]

@@ -23,23 +23,30 @@ Request parameters the operators do not name go in `completion_kwargs` / `embedd
 key of those dicts that is also an operator argument (`temperature`, `max_tokens`, ...) is refused
 with `InvalidRequestError` when the operator is built, and again after rendering; no value ever
 silently wins over another.
+
+`output_schema` (chat) asks for structured output: the request carries a `json_schema`
+`response_format` (strict, named after the task id), and the answer must parse as JSON and match
+the schema (`results.chat_json`), else the try fails with `StructuredOutputError`, which the task's
+retries sample again. XCom still gets the whole response; `chat_json(response)` reads the object.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
 from ovh_ai_dagfactory.compat import BaseOperator, Context
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
 from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
-from ovh_ai_dagfactory.hooks.results import chat_content, embedding_vectors
+from ovh_ai_dagfactory.hooks.results import chat_content, chat_json, check_output_schema, embedding_vectors
 
 # The request parameters each operator takes as its own arguments: they have no second place in
 # completion_kwargs / embedding_kwargs.
 CHAT_ARGUMENTS = ("model", "messages", "temperature", "max_tokens", "top_p", "stop")
 EMBEDDING_ARGUMENTS = ("model", "input")
+_SCHEMA_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 
 
 class OVHCloudAIEndpointsBaseOperator(BaseOperator):
@@ -97,6 +104,10 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
         `presence_penalty`, `frequency_penalty`, `response_format`, `tools`, `user`, ...) and the
         openai SDK's `extra_body` / `extra_headers` / `extra_query` (templated). A key that is an
         argument above is refused (`InvalidRequestError`).
+    :param output_schema: a JSON Schema (Draft 2020-12) mapping the answer must match: sent as a
+        strict `json_schema` `response_format` named after the task id, and checked on the answer
+        (`StructuredOutputError`, retried by the task's retries, when it is not JSON or does not
+        match). Not templated. Refused together with a `response_format` in `completion_kwargs`.
     :param ovh_conn_id: Airflow connection id (templated).
     """
 
@@ -114,6 +125,7 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
         top_p: float | None = None,
         stop: str | list[str] | None = None,
         completion_kwargs: dict[str, Any] | None = None,
+        output_schema: dict[str, Any] | None = None,
         ovh_conn_id: str = OVHCloudAIEndpointsHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -126,11 +138,15 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
         self.top_p = top_p
         self.stop = stop
         self.completion_kwargs = completion_kwargs
-        _extra_parameters("completion_kwargs", completion_kwargs, CHAT_ARGUMENTS, rendered=False)
+        self.output_schema = output_schema
+        extra = _extra_parameters("completion_kwargs", completion_kwargs, CHAT_ARGUMENTS, rendered=False)
+        if output_schema is not None:
+            check_output_schema(output_schema)  # a DAG import error, not a failed task
+            _one_response_format(extra)
 
     def build_request(self, context: Context) -> dict[str, Any]:
         extra = _extra_parameters("completion_kwargs", self.completion_kwargs, CHAT_ARGUMENTS, rendered=True)
-        return {
+        request = {
             "model": self.model,
             "messages": self.messages,
             "temperature": self.temperature,
@@ -139,13 +155,27 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
             "stop": self.stop,
             **extra,
         }
+        if self.output_schema is not None:
+            _one_response_format(extra)  # again: a whole-dict template is known only now
+            request["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": schema_name(self.task_id),
+                    "schema": dict(self.output_schema),
+                    "strict": True,
+                },
+            }
+        return request
 
     def call_endpoint(self, request: dict[str, Any]) -> dict[str, Any]:
         return self.hook.chat_completion(**request)
 
     def check_result(self, response: dict[str, Any], request: dict[str, Any]) -> None:
-        """The first choice must carry text: content that is not null, empty or only whitespace."""
+        """The first choice must carry text: content that is not null, empty or only whitespace;
+        with `output_schema`, JSON that matches it (`StructuredOutputError` otherwise)."""
         chat_content(response, model=request.get("model"), max_tokens=request.get("max_tokens"))
+        if self.output_schema is not None:
+            chat_json(response, self.output_schema)
 
 
 class OVHCloudAIEndpointsEmbeddingOperator(OVHCloudAIEndpointsBaseOperator):
@@ -218,6 +248,22 @@ def _extra_parameters(name: str, value: Any, arguments: Sequence[str], *, render
     return dict(value)
 
 
+def schema_name(task_id: str) -> str:
+    """The `json_schema.name` sent for a task's `output_schema`: the task id (a task group's
+    `group.task` included) with every character OpenAI does not allow (`^[a-zA-Z0-9_-]{1,64}$`)
+    replaced by `_`, cut to 64 characters."""
+    return _SCHEMA_NAME_UNSAFE.sub("_", task_id)[:64] or "output"
+
+
+def _one_response_format(extra: Mapping[str, Any]) -> None:
+    if "response_format" in extra:
+        raise InvalidRequestError(
+            "Invalid request: completion_kwargs sets 'response_format' and the operator has output_schema, "
+            "which sends its own response_format ({'type': 'json_schema', ...}): pass one or the other. Each "
+            "parameter has one place, so that no value silently wins over another."
+        )
+
+
 def _input_count(value: Any) -> int:
     # A list of token ids is one input, as in OpenAI's API; the operator itself takes str or list[str].
     if isinstance(value, list) and not all(isinstance(item, int) for item in value):
@@ -229,4 +275,5 @@ __all__ = [
     "OVHCloudAIEndpointsBaseOperator",
     "OVHCloudAIEndpointsChatCompletionsOperator",
     "OVHCloudAIEndpointsEmbeddingOperator",
+    "schema_name",
 ]
