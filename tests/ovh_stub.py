@@ -9,12 +9,17 @@ This stub (stdlib only, a real socket on 127.0.0.1) adds:
   what the API promises), e.g. 403, a 200 HTML page with `headers={"content-type": "text/html"}`,
   broken JSON as raw `bytes`, a chat answer with `content: null`, or a body echoing the
   Authorization header back (a careless proxy) to prove the hook never repeats the token;
-  `model=` scripts only the requests for that model.
+  `model=` scripts only the requests for that model;
+- structured output: a chat request with `response_format.type == "json_schema"` is answered with
+  JSON made for its schema (objects with their required properties, one-item arrays, "example",
+  1, true, an enum's first value); `structured_output("invalid" | "mismatch", times=1)` makes the
+  next such answers broken JSON, or JSON whose first leaf has the wrong type / value.
 
     with OVHStub(token="secret") as stub:
         stub.base_url            # http://127.0.0.1:PORT/v1
         stub.fail(403, body={...}, times=1)
         stub.respond(200, body=b"<html>", headers={"content-type": "text/html"}, model="BGE-M3")
+        stub.structured_output("invalid", times=1, model="gpt-oss-120b")
         stub.requests[-1].headers["authorization"]
 """
 
@@ -38,6 +43,8 @@ OVH_MODELS = [
 ]
 EMBEDDING_DIMENSIONS = {"BGE-M3": 1024, "bge-multilingual-gemma2": 3584}
 ECHO_AUTHORIZATION = "<echo authorization>"  # in a scripted body (any string in it): the header received
+BROKEN_JSON = '{"answer": "cut short'  # the content of a structured answer told to be "invalid"
+STRUCTURED_MODES = ("valid", "invalid", "mismatch")
 
 
 @dataclass
@@ -68,6 +75,7 @@ class OVHStub:
         self.prefix = prefix.rstrip("/")
         self.requests: list[StubRequest] = []
         self._faults: list[_Fault] = []
+        self._structured: list[_Fault] = []  # body = the mode
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -112,20 +120,32 @@ class OVHStub:
 
     respond = fail  # the same script, named for a 2xx that is not what the API promises
 
+    def structured_output(self, mode: str, *, times: int = 1, model: str | None = None) -> OVHStub:
+        """Answer the next `times` structured chat requests (for `model` only, when given) with
+        `mode`: "invalid" (BROKEN_JSON), "mismatch" (JSON whose first leaf violates the schema) or
+        "valid" (the default when nothing is scripted)."""
+        if mode not in STRUCTURED_MODES:
+            raise ValueError(f"mode must be one of {STRUCTURED_MODES}, not {mode!r}")
+        with self._lock:
+            self._structured.append(_Fault(200, mode, {}, times, model))
+        return self
+
     def reset(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._structured.clear()
             self.requests.clear()
 
-    def _next_fault(self, request: StubRequest) -> _Fault | None:
+    def _next_fault(self, request: StubRequest, scripts: list[_Fault] | None = None) -> _Fault | None:
         model = request.body.get("model") if isinstance(request.body, dict) else None
+        scripts = self._faults if scripts is None else scripts
         with self._lock:
-            fault = next((f for f in self._faults if f.model is None or f.model == model), None)
+            fault = next((f for f in scripts if f.model is None or f.model == model), None)
             if fault is None:
                 return None
             fault.times -= 1
             if fault.times <= 0:
-                self._faults.remove(fault)
+                scripts.remove(fault)
             return fault
 
     # -- answering ---------------------------------------------------------------------------
@@ -151,6 +171,12 @@ class OVHStub:
                 return 404, _error(f"Model '{model}' does not exist", "NotFoundError", 404), {}
             if route == "/embeddings":
                 return 200, _embeddings(model, request.body["input"]), {}
+            response_format = request.body.get("response_format") or {}
+            if response_format.get("type") == "json_schema":
+                script = self._next_fault(request, self._structured)
+                schema = (response_format.get("json_schema") or {}).get("schema") or {}
+                content = _structured(schema, script.body if script else "valid")
+                return 200, _chat(model, request.body["messages"], content), {}
             return 200, _chat(model, request.body["messages"]), {}
         return 404, _error(f"Path {request.path} not found", "NotFound", 404), {}
 
@@ -172,10 +198,10 @@ def _error(message: str, kind: str, code: int) -> dict[str, Any]:
     return {"object": "error", "message": message, "type": kind, "code": code}
 
 
-def _chat(model: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+def _chat(model: str, messages: list[dict[str, Any]], content: str | None = None) -> dict[str, Any]:
     last = messages[-1]["content"] if messages else ""
     prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
-    content = f"Echo from {model}: {last}"
+    content = f"Echo from {model}: {last}" if content is None else content
     completion_tokens = len(content.split())
     return {
         "id": "chatcmpl-stub",
@@ -189,6 +215,51 @@ def _chat(model: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+def _structured(schema: dict[str, Any], mode: str) -> str:
+    """The content of a structured answer: JSON valid for `schema`, broken JSON, or a mismatch."""
+    if mode == "invalid":
+        return BROKEN_JSON
+    value = _example(schema)
+    return json.dumps(_violate(schema, value) if mode == "mismatch" else value)
+
+
+def _example(schema: Any) -> Any:
+    """A small instance of `schema`: enough of JSON Schema for tests, not a general generator."""
+    if not isinstance(schema, dict):
+        return "example"
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return _example(schema[key][0])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None:
+        kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {name: _example(properties.get(name, {})) for name in schema.get("required", list(properties))}
+    if kind == "array":
+        return [_example(schema.get("items", {})) for _ in range(max(1, schema.get("minItems", 1)))]
+    return {"string": "example", "integer": 1, "number": 1, "boolean": True, "null": None}.get(kind, "example")
+
+
+def _violate(schema: Any, value: Any) -> Any:
+    """`value` (made by `_example`) with its first leaf, depth first, replaced by a wrong value."""
+    if isinstance(value, dict) and value:
+        name = next(iter(value))
+        properties = schema.get("properties") or {}
+        return {**value, name: _violate(properties.get(name, {}), value[name])}
+    if isinstance(value, list) and value:
+        return [_violate(schema.get("items", {}), value[0]), *value[1:]]
+    if isinstance(schema, dict) and ("enum" in schema or "const" in schema):
+        return "not one of the allowed values"
+    return ["not", "a", "scalar"] if not isinstance(value, (dict, list)) else 3
 
 
 def _embeddings(model: str, inputs: str | list[str]) -> dict[str, Any]:
