@@ -16,7 +16,8 @@ from ovh_ai_dagfactory.spec.declare import AFTER_DEFAULTS, declared_fields, temp
 from ovh_ai_dagfactory.spec.durations import parse_duration
 from ovh_ai_dagfactory.spec.errors import PipelineError
 from ovh_ai_dagfactory.spec.model import STEP_CLASSES, DefaultArgs
-from ovh_ai_dagfactory.spec.references import OUTPUTS_BY_KIND, step_references
+from ovh_ai_dagfactory.spec.output_schema import OutputSchemaUnreadable, load_output_schema, schema_problems
+from ovh_ai_dagfactory.spec.references import OUTPUT_NEEDS, OUTPUTS_BY_KIND, step_references
 from ovh_ai_dagfactory.spec.shapes import AIRFLOW_ID_MAX, AIRFLOW_ID_PATTERN, DURATION
 from ovh_ai_dagfactory.spec.suggest import did_you_mean
 from ovh_ai_dagfactory.spec.yaml_loader import Path, PositionIndex
@@ -60,6 +61,7 @@ class PipelineChecks:
             found.extend(self._required_after_defaults(step_id, step))
             found.extend(self._depends_on(step_id, step, edges[step_id]))
             found.extend(self._templates(step_id, step, edges[step_id]))
+            found.extend(self._output_schema(step_id, step))
         for kind, values in self.defaults.items():
             if kind in STEP_CLASSES:
                 for path, text in templated_values(STEP_CLASSES[kind], values, ("defaults", kind)):
@@ -241,10 +243,14 @@ class PipelineChecks:
                 "split the template, or compute the value in fewer levels",
             )
             return
-        for other, output, lineno in references:
+        for other, output, detail, lineno in references:
             if step_id is not None and other in self.steps and other != step_id:
                 upstream.append(other)
                 if self._output_ok(other, output):  # the common case: no position needed
+                    unknown = self._unknown_json_name(other, output, detail)
+                    if unknown is not None:
+                        line, column = self._text_position(path, lineno)
+                        yield PipelineError(self.file, line, column, *unknown)
                     continue
             line, column = self._text_position(path, lineno)
             where = f"step '{step_id}'" if step_id else f"'{'.'.join(map(str, path))}'"
@@ -272,15 +278,69 @@ class PipelineChecks:
     def _output_ok(self, other: str, output: str | None) -> bool:
         kind = self.kinds.get(other)
         outputs = OUTPUTS_BY_KIND.get(kind) if isinstance(kind, str) else None
-        return outputs is None or output in outputs
+        needs = OUTPUT_NEEDS.get(output or "")
+        return outputs is None or (output in outputs and (needs is None or needs in self.steps[other]))
+
+    def _unknown_json_name(self, other: str, output: str | None, name: str | None) -> tuple[str, str] | None:
+        """`steps.<id>.json.<name>` where the step's schema lists its properties and not `name`: strict
+        structured output only ever returns the listed ones. (message, hint), or None when fine."""
+        if output != "json" or name is None:
+            return None
+        try:
+            schema = load_output_schema(self.steps[other].get("output_schema"), self.file)
+        except OutputSchemaUnreadable:
+            return None  # reported at the schema itself
+        properties = schema.get("properties") if isinstance(schema, dict) else None
+        if not isinstance(properties, dict) or schema.get("additionalProperties") or name in properties:
+            return None
+        return (
+            f"the output_schema of step '{other}' has no property '{name}' (read as steps.{other}.json.{name})",
+            did_you_mean(name, list(properties)) or f"its properties: {', '.join(properties)}",
+        )
+
+    def _output_schema(self, step_id: str, step: dict[str, Any]) -> Iterator[PipelineError]:
+        """The schema a chat step's answer must follow is itself a valid Draft 2020-12 schema."""
+        value = step.get("output_schema")
+        path: Path = ("steps", step_id, "output_schema")
+        if not (isinstance(value, dict) or (isinstance(value, str) and value.endswith(".json"))):
+            return  # absent, or a shape the JSON Schema reports
+        try:
+            schema = load_output_schema(value, self.file)
+        except OutputSchemaUnreadable as exc:
+            yield self._error(
+                path,
+                f"output_schema of step '{step_id}' cannot be read: {exc}",
+                "write the file next to the pipeline, as JSON, or put the schema inline",
+            )
+            return
+        for inner, message in schema_problems(schema):
+            if isinstance(value, dict):
+                yield self._error(
+                    (*path, *inner), f"output_schema of step '{step_id}' is not a valid JSON Schema: {message}"
+                )
+            else:
+                where = "/".join(map(str, inner)) or "its top level"
+                yield self._error(
+                    path,
+                    f"output_schema {value} of step '{step_id}' is not a valid JSON Schema (at {where}): {message}",
+                )
 
     def _output(self, other: str, output: str | None, line: int, column: int, where: str) -> Iterator[PipelineError]:
         kind = self.kinds.get(other)
         outputs = OUTPUTS_BY_KIND.get(kind) if isinstance(kind, str) else None
         if outputs is None:
             return
-        names = ", ".join(f"steps.{other}.{name}" for name in outputs)
-        if output is None:
+        names = ", ".join(f"steps.{other}.{name}" for name in outputs if name not in OUTPUT_NEEDS)
+        needs = OUTPUT_NEEDS.get(output or "")
+        if output in outputs and needs is not None:
+            yield PipelineError(
+                self.file,
+                line,
+                column,
+                f"step '{other}' has no {needs}, so {where} cannot read 'steps.{other}.{output}'",
+                f"add '{needs}' to step '{other}', or read steps.{other}.content",
+            )
+        elif output is None:
             yield PipelineError(
                 self.file,
                 line,

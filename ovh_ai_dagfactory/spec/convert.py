@@ -24,9 +24,10 @@ def to_pipeline(data: dict[str, Any], positions: PositionIndex, source_file: str
         merged = {**(defaults.get(raw["type"]) or {}), **raw}
         line, column = step_positions.get(step_id) or positions.key(("steps", step_id))
         cls = STEP_CLASSES[raw["type"]]
-        steps.append(cls(step_id=step_id, position=Position(line, column), **values_of(cls, merged)))
+        values = values_of(cls, merged, source_file)
+        steps.append(cls(step_id=step_id, position=Position(line, column), **values))
     top_level = positions.key_positions(())
-    values = values_of(Pipeline, data)
+    values = values_of(Pipeline, data, source_file)
     values["dag_id"] = data.get("dag_id") or default_dag_id(source_file)
     return Pipeline(
         **values,
@@ -37,14 +38,14 @@ def to_pipeline(data: dict[str, Any], positions: PositionIndex, source_file: str
     )
 
 
-def values_of(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
+def values_of(cls: type, raw: dict[str, Any], source_file: str) -> dict[str, Any]:
     """Keyword arguments of `cls` for the declared fields written in `raw` (groups built in place)."""
     values: dict[str, Any] = {}
     groups: dict[str, dict[str, Any]] = {}
     for item in declared_fields(cls):
         if item.name not in raw:
             continue
-        value = converted(item.declared, raw[item.name])
+        value = converted(item.declared, raw[item.name], source_file)
         if item.group is None:
             values[item.name] = value
         else:
@@ -54,13 +55,15 @@ def values_of(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def converted(declared: Declared, value: Any) -> Any:
+def converted(declared: Declared, value: Any, source_file: str) -> Any:
     if value is None:
         return None
     nested = declared.nested
     if nested is not None:
         if isinstance(value, list):
-            return tuple(nested(**values_of(nested, entry)) for entry in value)
-        return nested(**values_of(nested, value))
+            return tuple(nested(**values_of(nested, entry, source_file)) for entry in value)
+        return nested(**values_of(nested, value, source_file))
+    if declared.shape.convert_in_file is not None:
+        return declared.shape.convert_in_file(value, source_file)
     convert = declared.shape.convert
     return convert(value) if convert is not None else value

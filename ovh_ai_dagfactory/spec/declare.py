@@ -40,6 +40,8 @@ class Shape:
     name: str | None = None
     problem: str | None = None
     hint: str | None = None
+    #: Like `convert`, for values that name a file relative to the pipeline file.
+    convert_in_file: Callable[[Any, str], Any] | None = None
 
 
 #: `required=AFTER_DEFAULTS`: a step must have it once `defaults.<kind>` is merged (e.g. `model`).

@@ -34,6 +34,7 @@ from ovh_ai_dagfactory.spec.declare import (
     number,
     one_or_list,
 )
+from ovh_ai_dagfactory.spec.output_schema import load_output_schema
 from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DAG_ID, DATE, DURATION, PARAMS, SCHEDULE, TAGS
 
 StepKind = Literal["chat", "embedding"]
@@ -165,6 +166,22 @@ class ChatStep:
         one_or_list({"type": "string", "minLength": 1}, max_items=4, doc_type="string or list of up to 4"),
         "Stop sequence(s): generation stops before any of them.",
         ("\n\n", ["END", "###"]),
+    ).field()
+    output_schema: dict[str, Any] | None = Declared(
+        Shape(
+            {"anyOf": [{"type": "object"}, {"type": "string", "pattern": r"\.json$"}]},
+            "mapping, or path to a .json file",
+            convert_in_file=load_output_schema,
+        ),
+        "Structured output: a JSON Schema (Draft 2020-12) the answer must follow, written here or as a .json "
+        "file next to the pipeline. The model is asked for JSON of that shape (response_format json_schema, "
+        "strict); an answer that is not valid JSON or does not match fails the try, so task retries sample "
+        "again. Later steps read the parsed answer as steps.<id>.json.",
+        (
+            {"type": "object", "properties": {"label": {"enum": ["bug", "feature"]}}, "required": ["label"]},
+            "schemas/label.json",
+        ),
+        in_defaults=False,
     ).field()
     seed: int | None = Declared(
         integer(0),

@@ -27,16 +27,23 @@ def referenced_steps(text: str) -> tuple[str, ...]:
         references = step_references(text)
     except (TemplateSyntaxError, RecursionError):
         return ()
-    return tuple(dict.fromkeys(step_id for step_id, _output, _line in references))
+    return tuple(dict.fromkeys(step_id for step_id, _output, _detail, _line in references))
 
 
 #: Which outputs each kind of step provides at run time (`steps.<id>.<output>`).
-OUTPUTS_BY_KIND = {"chat": ("content", "response"), "embedding": ("embeddings", "response")}
+OUTPUTS_BY_KIND = {"chat": ("content", "response", "json"), "embedding": ("embeddings", "response")}
+#: Outputs a step provides only when it declares the field named here.
+OUTPUT_NEEDS = {"json": "output_schema"}
+
+
+#: (step id, output or None, the name read inside the output or None, Jinja line number):
+#: `steps.classify.json.label` is ("classify", "json", "label", 1).
+Reference = tuple[str, str | None, str | None, int]
 
 
 @lru_cache(maxsize=4096)
-def step_references(text: str) -> tuple[tuple[str, str | None, int], ...]:
-    """Every `steps.<id>[.<output>]` in `text` as (id, output or None, Jinja line number), in order.
+def step_references(text: str) -> tuple[Reference, ...]:
+    """Every `steps.<id>[.<output>[.<name>]]` in `text`, in order.
 
     Raises jinja2.TemplateSyntaxError: the checks report it with a position.
     """
@@ -46,7 +53,7 @@ def step_references(text: str) -> tuple[tuple[str, str | None, int], ...]:
     from jinja2 import nodes
 
     tree = _environment().parse(text)
-    found: list[tuple[str, str | None, int]] = []
+    found: list[Reference] = []
     # `steps.a.content` is Getattr(Getattr(Name steps, a), content): look one level up for the output.
     parents: dict[int, nodes.Node] = {}
     # find_all is typed as yielding plain expressions; these two node types both have `.node`.
@@ -61,7 +68,8 @@ def step_references(text: str) -> tuple[tuple[str, str | None, int], ...]:
         if step_id is None:
             continue
         outer = parents.get(id(node))
-        found.append((step_id, _name_of(outer) if outer is not None else None, node.lineno))
+        inner = parents.get(id(outer)) if outer is not None else None
+        found.append((step_id, _name_of(outer), _name_of(inner), node.lineno))
     return tuple(found)
 
 
@@ -110,16 +118,17 @@ _JINJA_WORDS = frozenset(
 )
 
 
-def _simple_references(text: str) -> tuple[tuple[str, str | None, int], ...] | None:
+def _simple_references(text: str) -> tuple[Reference, ...] | None:
     """References when `text` holds only `{{ name.name... }}` expressions, else None (use Jinja)."""
-    found: list[tuple[str, str | None, int]] = []
+    found: list[Reference] = []
     for match in _SIMPLE_EXPRESSION.finditer(text):
         names = match.group(1).split(".")
         if names[0] in _JINJA_WORDS:
             return None
         if names[0] == "steps" and len(names) > 1:
             output = names[2] if len(names) > 2 else None
-            found.append((names[1], output, text.count("\n", 0, match.start()) + 1))
+            detail = names[3] if len(names) > 3 else None
+            found.append((names[1], output, detail, text.count("\n", 0, match.start()) + 1))
     rest = _SIMPLE_EXPRESSION.sub("", text)
     if "{{" in rest or "{%" in rest or "{#" in rest:
         return None

@@ -1,0 +1,43 @@
+"""A chat step's `output_schema`: a JSON Schema mapping written inline, or a `.json` file next to the
+pipeline. `validate` checks it is a valid Draft 2020-12 schema, with positions inside it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+
+class OutputSchemaUnreadable(ValueError):
+    """The file an `output_schema` names cannot be used (missing, not JSON, not a mapping)."""
+
+
+def load_output_schema(value: Any, source_file: str) -> Any:
+    """The schema itself: `value` when it is a mapping, else the JSON file it names, relative to the
+    pipeline file. Raises OutputSchemaUnreadable with the reason."""
+    if not isinstance(value, str):
+        return value
+    from ovh_ai_dagfactory.spec.errors import PipelineInvalid
+    from ovh_ai_dagfactory.spec.parse import read_pipeline_bytes
+
+    path = os.path.join(os.path.dirname(source_file), value)
+    try:
+        raw = read_pipeline_bytes(path)  # the same rules as a pipeline file: a regular file, size cap
+    except PipelineInvalid as invalid:
+        raise OutputSchemaUnreadable(f"{value}: {invalid.errors[0].message}") from None
+    try:
+        schema = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OutputSchemaUnreadable(f"{value} is not JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise OutputSchemaUnreadable(f"{value} holds a JSON {type(schema).__name__}, not a schema (a mapping)")
+    return schema
+
+
+def schema_problems(schema: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(path inside the schema, message) of every way `schema` is not a valid Draft 2020-12 schema."""
+    for error in Draft202012Validator(Draft202012Validator.META_SCHEMA).iter_errors(schema):
+        yield tuple(error.absolute_path), error.message
