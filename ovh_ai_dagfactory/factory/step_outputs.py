@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ovh_ai_dagfactory.compat import AirflowException, AirflowFailException
-from ovh_ai_dagfactory.hooks.errors import NoContentError
-from ovh_ai_dagfactory.hooks.results import chat_content, embedding_vectors
+from ovh_ai_dagfactory.hooks.errors import NoContentError, OVHCloudAIEndpointsError
+from ovh_ai_dagfactory.hooks.results import chat_content, chat_json, embedding_vectors
 
 # The spec's own table, so what the validator accepts and what a run provides cannot drift apart.
 from ovh_ai_dagfactory.spec.references import OUTPUTS_BY_KIND
@@ -68,6 +68,18 @@ class StepOutput:
         except NoContentError as error:
             raise AirflowFailException(
                 f"steps.{self._step_id}.embeddings: step '{self._step_id}' returned no vectors: {error}"
+            ) from None
+
+    @property
+    def json(self) -> Any:
+        """A structured chat step's answer, parsed (`hooks.results.chat_json`; the operator has
+        already checked it against the step's output_schema before pushing it)."""
+        self._require("json")
+        try:
+            return chat_json(self._mapping())
+        except OVHCloudAIEndpointsError as error:
+            raise AirflowFailException(
+                f"steps.{self._step_id}.json: step '{self._step_id}' has no JSON answer: {error}"
             ) from None
 
     def _mapping(self) -> Mapping[str, Any]:
