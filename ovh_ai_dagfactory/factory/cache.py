@@ -123,7 +123,7 @@ class SpecCache:
             return Parsed(path, tuple(unreadable.errors), cached=False)
         if self.directory is None:
             return Parsed(path, _validate(raw, path), cached=False)
-        digest = hashlib.blake2b(raw, digest_size=20).hexdigest()
+        digest = _digest(raw, path)
         entry = self._entry(path, folder)
         outcome = self._read(entry, path, digest)
         if outcome is not None:
@@ -227,6 +227,21 @@ class SpecCache:
         key = hashlib.blake2b(os.fsencode(f"{folder}\0{dag_id}"), digest_size=16).hexdigest()
         assert self.directory is not None
         return self.directory / "dag-ids" / key
+
+
+def _digest(raw: bytes, path: str) -> str:
+    """The key of a file's outcome: its bytes, and the bytes of the files it names (an output_schema
+    file), so that editing a schema file next to an unchanged pipeline is seen."""
+    from ovh_ai_dagfactory.spec.output_schema import referenced_files
+    from ovh_ai_dagfactory.spec.parse import read_pipeline_bytes
+
+    digest = hashlib.blake2b(raw, digest_size=20)
+    for other in referenced_files(raw, path):
+        try:
+            digest.update(b"\0" + os.fsencode(other) + b"\0" + read_pipeline_bytes(other))
+        except PipelineInvalid:
+            digest.update(b"\0" + os.fsencode(other) + b"\0unreadable")
+    return digest.hexdigest()
 
 
 def _validate(raw: bytes, path: str) -> Outcome:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,3 +42,27 @@ def schema_problems(schema: dict[str, Any]) -> Iterator[tuple[tuple[str | int, .
     """(path inside the schema, message) of every way `schema` is not a valid Draft 2020-12 schema."""
     for error in Draft202012Validator(Draft202012Validator.META_SCHEMA).iter_errors(schema):
         yield tuple(error.absolute_path), error.message
+
+
+def referenced_files(raw: bytes, source_file: str) -> list[str]:
+    """The other files a pipeline's outcome depends on (`output_schema: x.json`), found by a cheap
+    scan of its bytes, so that a cache keyed by content can key on them too. Over-inclusive at worst
+    (a commented-out line): that only costs a re-validation."""
+    if b".json" not in raw:
+        return []
+    from ovh_ai_dagfactory.spec.declare import declared_fields
+    from ovh_ai_dagfactory.spec.model import STEP_CLASSES
+
+    names = {
+        item.name
+        for cls in STEP_CLASSES.values()
+        for item in declared_fields(cls)
+        if item.declared.shape.convert_in_file is not None
+    }
+    pattern = re.compile(
+        rb"(?m)^[ \t]*(?:"
+        + b"|".join(re.escape(name.encode()) for name in sorted(names))
+        + rb")[ \t]*:[ \t]*[\"']?([^\"'\s#]+\.json)"
+    )
+    folder = os.path.dirname(source_file)
+    return sorted({os.path.join(folder, match.decode("utf-8", "replace")) for match in pattern.findall(raw)})

@@ -240,3 +240,27 @@ def test_unreadable_files_are_errors_not_cached(tmp_path):
     assert "not a regular file" in parsed.errors[0].message and list((tmp_path / "cache").rglob("*.json")) == []
     with pytest.raises(PipelineInvalid):
         parse_pipeline_file(folder / "pipe.yaml")
+
+
+def test_an_edited_output_schema_file_is_seen_though_the_pipeline_is_unchanged(tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    (folder / "schemas").mkdir(parents=True)
+    schema_file = folder / "schemas" / "label.json"
+    schema_file.write_text(json.dumps({"type": "object", "properties": {"label": {"type": "string"}}}))
+    pipeline = folder / "classify.yaml"
+    pipeline.write_text(
+        "steps:\n  classify:\n    type: chat\n    model: m\n    output_schema: schemas/label.json\n"
+        "    messages: [{role: user, content: x}]\n"
+    )
+    cache = SpecCache.default(tmp_path / "cache")
+    first = cache.parse(str(pipeline), folder)
+    assert first.pipeline is not None and first.pipeline.steps[0].output_schema["properties"] == {
+        "label": {"type": "string"}
+    }
+    assert cache.parse(str(pipeline), folder).cached
+    schema_file.write_text(json.dumps({"type": "object", "properties": {"topic": {"type": "string"}}}))
+    edited = cache.parse(str(pipeline), folder)
+    assert not edited.cached and edited.pipeline.steps[0].output_schema["properties"] == {"topic": {"type": "string"}}
+    schema_file.write_text(json.dumps({"type": "object", "required": "topic"}))  # not a valid schema
+    broken = cache.parse(str(pipeline), folder)
+    assert broken.pipeline is None and "not a valid JSON Schema" in broken.errors[0].message
