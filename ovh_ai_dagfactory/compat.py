@@ -17,13 +17,14 @@ AIRFLOW_VERSION: str = airflow.__version__
 AIRFLOW_V3: bool = int(AIRFLOW_VERSION.split(".")[0]) >= 3
 
 if AIRFLOW_V3:
-    from airflow.sdk import DAG, BaseHook, BaseOperator, Context, get_parsing_context
+    from airflow.sdk import DAG, BaseHook, BaseOperator, Context, Param, get_parsing_context
     from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
     from airflow.sdk.log import mask_secret  # also tells the supervisor process to mask it
 else:  # Airflow 2.11 (mypy reads Airflow 3, where these names do not exist: ignored below)
     from airflow.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException  # type: ignore
     from airflow.hooks.base import BaseHook  # type: ignore
     from airflow.models import DAG, BaseOperator  # type: ignore
+    from airflow.models.param import Param  # type: ignore
     from airflow.utils.context import Context  # type: ignore
     from airflow.utils.dag_parsing_context import get_parsing_context  # type: ignore
     from airflow.utils.log.secrets_masker import mask_secret  # type: ignore
@@ -38,6 +39,7 @@ __all__ = [
     "BaseHook",
     "BaseOperator",
     "Context",
+    "Param",
     "airflow_dag_checks",
     "airflow_task_checks",
     "get_parsing_context",

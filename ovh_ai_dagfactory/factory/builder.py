@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from ovh_ai_dagfactory.compat import (
     DAG,
+    Param,
     airflow_dag_checks,
     airflow_task_checks,
     is_airflow_refusal,
@@ -21,6 +22,7 @@ from ovh_ai_dagfactory.compat import (
 from ovh_ai_dagfactory.factory.mapping import dag_arguments, step_arguments
 from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
 from ovh_ai_dagfactory.spec.model import Pipeline, Position, Step
+from ovh_ai_dagfactory.spec.params import typed_param
 
 #: When Airflow refuses the DAG's arguments, each is left out in turn, in this order, to find the
 #: one it refuses: the first whose absence makes Airflow accept the DAG is reported. Arguments that
@@ -86,7 +88,7 @@ def _construct(pipeline: Pipeline, fileloc: str | None, source_label: str | None
     from ovh_ai_dagfactory.factory.step_operators import OPERATOR_BY_KIND
 
     upstream = {step.step_id: pipeline.upstream_of(step.step_id) for step in pipeline.steps}
-    dag = DAG(**dag_arguments(pipeline, source_label or pipeline.source_file, upstream))
+    dag = DAG(**_with_params(dag_arguments(pipeline, source_label or pipeline.source_file, upstream)))
     if fileloc is not None:
         dag.fileloc = fileloc
     kinds = {step.step_id: step.kind for step in pipeline.steps}
@@ -99,6 +101,24 @@ def _construct(pipeline: Pipeline, fileloc: str | None, source_label: str | None
         for upstream_id in upstream_ids:
             tasks[step_id].set_upstream(tasks[upstream_id])
     return dag
+
+
+def _with_params(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Typed params (the spec's rule, `typed_param`) become Airflow Params; plain defaults stay."""
+    params = arguments.get("params")
+    if params:
+        arguments["params"] = {name: _param(value) for name, value in params.items()}
+    return arguments
+
+
+def _param(value: Any) -> Any:
+    spec = typed_param(value)
+    if spec is None:
+        return value
+    keywords = {key: item for key, item in spec.items() if key not in ("default", "description")}
+    if "default" in spec:
+        return Param(spec["default"], description=spec.get("description"), **keywords)
+    return Param(description=spec.get("description"), **keywords)
 
 
 def _reraise_as_refusal(exc: Exception, error: Callable[[], PipelineError]) -> NoReturn:
@@ -140,7 +160,7 @@ def _refused_argument(pipeline: Pipeline, checks: bool) -> str | None:
     """Which DAG argument Airflow refuses: the first whose absence makes a bare DAG (no tasks)
     pass construction (and, for errors found by the checks, `dag.validate()`). Runs only after a
     refusal, so its cost does not count."""
-    arguments = dag_arguments(pipeline, pipeline.source_file)
+    arguments = _with_params(dag_arguments(pipeline, pipeline.source_file))
 
     def accepted(candidate: dict[str, Any]) -> bool:
         try:

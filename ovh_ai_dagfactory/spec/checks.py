@@ -17,6 +17,7 @@ from ovh_ai_dagfactory.spec.durations import parse_duration
 from ovh_ai_dagfactory.spec.errors import PipelineError
 from ovh_ai_dagfactory.spec.model import STEP_CLASSES, DefaultArgs
 from ovh_ai_dagfactory.spec.output_schema import OutputSchemaUnreadable, load_output_schema, schema_problems
+from ovh_ai_dagfactory.spec.params import param_problems, typed_param
 from ovh_ai_dagfactory.spec.references import OUTPUT_NEEDS, OUTPUTS_BY_KIND, step_references
 from ovh_ai_dagfactory.spec.shapes import AIRFLOW_ID_MAX, AIRFLOW_ID_PATTERN, DURATION
 from ovh_ai_dagfactory.spec.suggest import did_you_mean
@@ -55,7 +56,7 @@ class PipelineChecks:
         self.defaults = defaults if isinstance(defaults, dict) else {}
 
     def errors(self) -> list[PipelineError]:
-        found = [*self._dag_id(), *self._dates(), *self._schedule(), *self._durations()]
+        found = [*self._dag_id(), *self._dates(), *self._schedule(), *self._durations(), *self._params()]
         edges: dict[str, list[str]] = {sid: [] for sid in self.steps}
         for step_id, step in self.steps.items():
             found.extend(self._required_after_defaults(step_id, step))
@@ -151,6 +152,20 @@ class PipelineChecks:
                 f"'max_active_runs' must be 1 with schedule '@continuous', got {runs}",
                 "set 'max_active_runs: 1'",
             )
+
+    def _params(self) -> Iterator[PipelineError]:
+        """Typed params as Airflow checks them: a valid schema, a default that matches it, and a
+        default at all when the pipeline is scheduled."""
+        params = self.data.get("params")
+        if not isinstance(params, dict):
+            return
+        scheduled = bool(self.data.get("schedule"))
+        for name, value in params.items():
+            spec = typed_param(value)
+            if spec is None:
+                continue
+            for inner, message, hint in param_problems(name, spec, scheduled):
+                yield self._error(("params", name, *inner), message, hint, key=not inner)
 
     def _durations(self) -> Iterator[PipelineError]:
         """Duration strings past MAX_DURATION (the schema checks their shape, not their size)."""

@@ -351,9 +351,10 @@ class Pipeline:
     ).field()
     params: dict[str, Any] = Declared(
         PARAMS,
-        "Airflow params (name → default value), available in templates as {{ params.<name> }} and "
-        "overridable when triggering a run.",
-        ({"audience": "executives"},),
+        "Airflow params, available in templates as {{ params.<name> }} and overridable when triggering a run: "
+        "name → default value, or name → a typed param, a mapping with a `type` and Airflow Param's JSON Schema "
+        "keywords (default, description, enum, minimum, ...), checked by validate and by Airflow on trigger.",
+        ({"audience": "executives", "top_n": {"type": "integer", "minimum": 1, "default": 5}},),
     ).field(factory=dict)
     default_args: DefaultArgs = Declared(
         Shape({"type": "object"}, "mapping"),
