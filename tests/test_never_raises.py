@@ -150,6 +150,22 @@ VALUES = st.one_of(
 # Values of the right kind for most fields, so that many mutated files stay valid and go all the way
 # into Airflow (params of any shape, crons, dates, durations, ids, text).
 CRON_FIELDS = st.sampled_from(["*", "0", "5", "23", "59", "*/5", "1-5", "1,15", "MON", "L", "?", "60", "32", "H"])
+# Typed params and output schemas, valid and not, so the Param and schema paths reach Airflow too.
+SCHEMA_LIKE = st.sampled_from(
+    [
+        {"type": "integer", "default": 3},
+        {"type": "integer", "default": "x"},
+        {"type": "string", "enum": []},
+        {"type": "bogus"},
+        {"type": "integer"},
+        {"type": ["string", "null"], "default": None},
+        {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
+        {},
+        {"type": "array", "items": 3},
+        {"type": "number", "minimum": "one"},
+        {"type": "string", "pattern": "("},
+    ]
+).map(copy.deepcopy)  # a fresh copy each time: mutate() edits documents in place
 PLAUSIBLE = st.one_of(
     st.integers(0, 100),
     st.floats(0, 1),
@@ -166,6 +182,8 @@ PLAUSIBLE = st.one_of(
         st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,8}\Z"), SCALARS | st.lists(SCALARS, max_size=3), max_size=3
     ),
     st.lists(st.text(max_size=10), max_size=3),
+    SCHEMA_LIKE,
+    st.dictionaries(st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,8}\Z"), SCHEMA_LIKE, max_size=3),
 )
 
 
