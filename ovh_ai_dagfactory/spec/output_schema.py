@@ -9,8 +9,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 
 class OutputSchemaUnreadable(ValueError):
     """The file an `output_schema` names cannot be used (missing, not JSON, not a mapping)."""
@@ -40,6 +38,8 @@ def load_output_schema(value: Any, source_file: str) -> Any:
 
 def schema_problems(schema: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """(path inside the schema, message) of every way `schema` is not a valid Draft 2020-12 schema."""
+    from jsonschema import Draft202012Validator  # only for files that use the feature
+
     for error in Draft202012Validator(Draft202012Validator.META_SCHEMA).iter_errors(schema):
         yield tuple(error.absolute_path), error.message
 

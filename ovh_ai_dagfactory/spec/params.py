@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 #: The keys of a typed param: Airflow Param's `default` and `description`, and the JSON Schema
 #: keywords it validates a value with. A mapping with `type` and only these keys is a typed param;
 #: any other mapping is a plain default (write `{type: object, default: {...}}` to be explicit).
@@ -59,6 +57,8 @@ def param_problems(
     name: str, spec: dict[str, Any], scheduled: bool
 ) -> Iterator[tuple[tuple[str | int, ...], str, str | None]]:
     """(path inside the param, message, hint) of each way Airflow would refuse this param."""
+    from jsonschema import Draft202012Validator  # only for files that use the feature
+
     schema = param_schema(spec)
     invalid = False
     for error in Draft202012Validator(Draft202012Validator.META_SCHEMA).iter_errors(schema):
