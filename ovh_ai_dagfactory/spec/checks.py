@@ -16,7 +16,7 @@ from ovh_ai_dagfactory.spec.declare import AFTER_DEFAULTS, declared_fields, temp
 from ovh_ai_dagfactory.spec.durations import parse_duration
 from ovh_ai_dagfactory.spec.errors import PipelineError
 from ovh_ai_dagfactory.spec.model import STEP_CLASSES, DefaultArgs
-from ovh_ai_dagfactory.spec.output_schema import OutputSchemaUnreadable, load_output_schema, schema_problems
+from ovh_ai_dagfactory.spec.output_schema import output_schema_problems, unknown_json_name
 from ovh_ai_dagfactory.spec.params import param_problems, typed_param
 from ovh_ai_dagfactory.spec.references import OUTPUT_NEEDS, OUTPUTS_BY_KIND, step_references
 from ovh_ai_dagfactory.spec.shapes import AIRFLOW_ID_MAX, AIRFLOW_ID_PATTERN, DURATION
@@ -297,48 +297,13 @@ class PipelineChecks:
         return outputs is None or (output in outputs and (needs is None or needs in self.steps[other]))
 
     def _unknown_json_name(self, other: str, output: str | None, name: str | None) -> tuple[str, str] | None:
-        """`steps.<id>.json.<name>` where the step's schema lists its properties and not `name`: strict
-        structured output only ever returns the listed ones. (message, hint), or None when fine."""
         if output != "json" or name is None:
             return None
-        try:
-            schema = load_output_schema(self.steps[other].get("output_schema"), self.file)
-        except OutputSchemaUnreadable:
-            return None  # reported at the schema itself
-        properties = schema.get("properties") if isinstance(schema, dict) else None
-        if not isinstance(properties, dict) or schema.get("additionalProperties") or name in properties:
-            return None
-        return (
-            f"the output_schema of step '{other}' has no property '{name}' (read as steps.{other}.json.{name})",
-            did_you_mean(name, list(properties)) or f"its properties: {', '.join(properties)}",
-        )
+        return unknown_json_name(self.steps[other].get("output_schema"), self.file, other, name)
 
     def _output_schema(self, step_id: str, step: dict[str, Any]) -> Iterator[PipelineError]:
-        """The schema a chat step's answer must follow is itself a valid Draft 2020-12 schema."""
-        value = step.get("output_schema")
-        path: Path = ("steps", step_id, "output_schema")
-        if not (isinstance(value, dict) or (isinstance(value, str) and value.endswith(".json"))):
-            return  # absent, or a shape the JSON Schema reports
-        try:
-            schema = load_output_schema(value, self.file)
-        except OutputSchemaUnreadable as exc:
-            yield self._error(
-                path,
-                f"output_schema of step '{step_id}' cannot be read: {exc}",
-                "write the file next to the pipeline, as JSON, or put the schema inline",
-            )
-            return
-        for inner, message in schema_problems(schema):
-            if isinstance(value, dict):
-                yield self._error(
-                    (*path, *inner), f"output_schema of step '{step_id}' is not a valid JSON Schema: {message}"
-                )
-            else:
-                where = "/".join(map(str, inner)) or "its top level"
-                yield self._error(
-                    path,
-                    f"output_schema {value} of step '{step_id}' is not a valid JSON Schema (at {where}): {message}",
-                )
+        for path, message, hint in output_schema_problems(step_id, step.get("output_schema"), self.file):
+            yield self._error(path, message, hint)
 
     def _output(self, other: str, output: str | None, line: int, column: int, where: str) -> Iterator[PipelineError]:
         kind = self.kinds.get(other)

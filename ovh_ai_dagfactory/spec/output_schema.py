@@ -66,3 +66,50 @@ def referenced_files(raw: bytes, source_file: str) -> list[str]:
     )
     folder = os.path.dirname(source_file)
     return sorted({os.path.join(folder, match.decode("utf-8", "replace")) for match in pattern.findall(raw)})
+
+
+def output_schema_problems(
+    step_id: str, value: Any, source_file: str
+) -> Iterator[tuple[tuple[str | int, ...], str, str | None]]:
+    """(path in the pipeline, message, hint) of each way a chat step's `output_schema` is unusable:
+    a file that cannot be read, or not a valid Draft 2020-12 schema (positioned inside it when inline)."""
+    path: tuple[str | int, ...] = ("steps", step_id, "output_schema")
+    if not (isinstance(value, dict) or (isinstance(value, str) and value.endswith(".json"))):
+        return  # absent, or a shape the JSON Schema reports
+    try:
+        schema = load_output_schema(value, source_file)
+    except OutputSchemaUnreadable as exc:
+        yield (
+            path,
+            f"output_schema of step '{step_id}' cannot be read: {exc}",
+            "write the file next to the pipeline, as JSON, or put the schema inline",
+        )
+        return
+    for inner, message in schema_problems(schema):
+        if isinstance(value, dict):
+            yield (*path, *inner), f"output_schema of step '{step_id}' is not a valid JSON Schema: {message}", None
+        else:
+            where = "/".join(map(str, inner)) or "its top level"
+            yield (
+                path,
+                f"output_schema {value} of step '{step_id}' is not a valid JSON Schema (at {where}): {message}",
+                None,
+            )
+
+
+def unknown_json_name(value: Any, source_file: str, step_id: str, name: str) -> tuple[str, str] | None:
+    """(message, hint) when `steps.<step_id>.json.<name>` reads a property the step's schema does not
+    list (and does not allow others: strict structured output only returns the listed ones)."""
+    from ovh_ai_dagfactory.spec.suggest import did_you_mean
+
+    try:
+        schema = load_output_schema(value, source_file)
+    except OutputSchemaUnreadable:
+        return None  # reported at the schema itself
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict) or schema.get("additionalProperties") or name in properties:
+        return None
+    return (
+        f"the output_schema of step '{step_id}' has no property '{name}' (read as steps.{step_id}.json.{name})",
+        did_you_mean(name, list(properties)) or f"its properties: {', '.join(properties)}",
+    )
