@@ -8,11 +8,10 @@ DAG gets. The spec already merged `defaults` into each step and turned durations
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from ovh_ai_dagfactory.provider_info import DEFAULT_CONN_ID
-from ovh_ai_dagfactory.spec.declare import REQUEST, SAME, declared_fields
+from ovh_ai_dagfactory.spec.declare import REQUEST, SAME, declared_fields, plain_value
 from ovh_ai_dagfactory.spec.model import Pipeline, Step
 
 #: The provider operator each step kind becomes (the builder uses thin subclasses of these).
@@ -35,20 +34,6 @@ def effective_connection_id(step: Step, pipeline: Pipeline) -> str:
     return connection_id(step, pipeline) or DEFAULT_CONN_ID
 
 
-def argument_value(value: Any) -> Any:
-    """A spec value as an Airflow argument: tuples become lists, declared objects (a message,
-    default_args) mappings of the fields that are set."""
-    if isinstance(value, tuple):
-        return [argument_value(item) for item in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            item.name: argument_value(getattr(value, item.name))
-            for item in declared_fields(type(value))
-            if getattr(value, item.name) not in (None, ())
-        }
-    return value
-
-
 def _declared_arguments(spec_object: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """(arguments, request parameters) of the declared fields of `spec_object` that are set."""
     arguments: dict[str, Any] = {}
@@ -60,9 +45,9 @@ def _declared_arguments(spec_object: Any) -> tuple[dict[str, Any], dict[str, Any
         if target is None or (value is None and item.name not in _ALWAYS):
             continue
         if target == REQUEST:
-            request[item.name] = argument_value(value)
+            request[item.name] = plain_value(value)
         else:
-            arguments[item.name if target == SAME else target] = argument_value(value)
+            arguments[item.name if target == SAME else target] = plain_value(value)
     return arguments, request
 
 

@@ -33,7 +33,6 @@ def to_pipeline(data: dict[str, Any], positions: PositionIndex, source_file: str
         **values,
         steps=tuple(steps),
         source_file=source_file,
-        dag_id_position=Position(*top_level["dag_id"]) if "dag_id" in top_level else Position(1, 1),
         field_positions={name: Position(*where) for name, where in top_level.items()},
     )
 

@@ -148,6 +148,20 @@ def declared_fields(cls: type) -> tuple[DeclaredField, ...]:
     return cached
 
 
+def plain_value(value: Any) -> Any:
+    """A spec value as plain data for Airflow: tuples become lists, declared objects (a message,
+    default_args) mappings of their fields that are set."""
+    if isinstance(value, tuple):
+        return [plain_value(item) for item in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            item.name: plain_value(getattr(value, item.name))
+            for item in declared_fields(type(value))
+            if getattr(value, item.name) not in (None, ())
+        }
+    return value
+
+
 # -- shapes ------------------------------------------------------------------------------------
 
 
@@ -160,10 +174,9 @@ def _tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def integer(minimum: int, maximum: int = MAX_INT, *, name: str | None = None) -> Shape:
+def integer(minimum: int, maximum: int = MAX_INT) -> Shape:
     text = f"integer ≥ {minimum}" if maximum == MAX_INT else f"integer {minimum}–{maximum}"
-    schema = {"type": "integer", "minimum": minimum, "maximum": maximum}
-    return Shape(schema, text, _integral, name)
+    return Shape({"type": "integer", "minimum": minimum, "maximum": maximum}, text, _integral)
 
 
 def number(minimum: float, maximum: float) -> Shape:

@@ -29,10 +29,12 @@ from ovh_ai_dagfactory.spec.declare import (
     Declared,
     Group,
     Shape,
+    declared_fields,
     enum,
     integer,
     number,
     one_or_list,
+    plain_value,
 )
 from ovh_ai_dagfactory.spec.output_schema import load_output_schema
 from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DAG_ID, DATE, DURATION, PARAMS, SCHEDULE, TAGS
@@ -220,9 +222,6 @@ class ChatStep:
     #: The operator's dict argument that REQUEST fields go into (the hook forwards it to the SDK).
     REQUEST_ARGUMENT: ClassVar[str] = "completion_kwargs"
 
-    def templated_strings(self) -> tuple[str, ...]:
-        return tuple(templated_strings(self))
-
 
 @dataclass(frozen=True)
 class EmbeddingStep:
@@ -257,9 +256,6 @@ class EmbeddingStep:
     }
     REQUEST_ARGUMENT: ClassVar[str] = "embedding_kwargs"
 
-    def templated_strings(self) -> tuple[str, ...]:
-        return tuple(templated_strings(self))
-
 
 Step = Union[ChatStep, EmbeddingStep]
 #: Step classes by the `type:` a user writes.
@@ -268,16 +264,13 @@ STEP_CLASSES: dict[str, type[ChatStep] | type[EmbeddingStep]] = {"chat": ChatSte
 
 def templated_strings(value: Any) -> Iterator[str]:
     """The strings Jinja renders at run time in a spec object: its `templated` fields, and those of the
-    declared objects it holds (message contents)."""
-    for item in dataclasses.fields(value):
-        declared = item.metadata.get("declared")
-        if declared is None:
-            continue
-        attribute = getattr(value, item.name)
+    declared objects it holds (message contents). The typed twin of `declare.templated_values`."""
+    for item in declared_fields(type(value)):
+        attribute = getattr(getattr(value, item.group) if item.group else value, item.name)
         for part in attribute if isinstance(attribute, tuple) else (attribute,):
-            if isinstance(part, str) and declared.templated:
+            if isinstance(part, str) and item.declared.templated:
                 yield part
-            elif dataclasses.is_dataclass(part) and not isinstance(part, type):
+            elif item.declared.nested is not None and isinstance(part, item.declared.nested):
                 yield from templated_strings(part)
 
 
@@ -302,11 +295,7 @@ class DefaultArgs:
 
     def to_airflow(self) -> dict[str, object]:
         """Only the keys the user set, in the shape Airflow's `default_args` expects."""
-        values: dict[str, object] = {}
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if value is not None and value != ():
-                values[item.name] = list(value) if isinstance(value, tuple) else value
+        values: dict[str, object] = plain_value(self)
         return values
 
 
@@ -370,9 +359,6 @@ class Pipeline:
     ).field()
     steps: tuple[Step, ...] = ()  # in file order; the `steps` and `defaults` keys are declared in schema_build
     source_file: str = ""
-    #: Where `dag_id:` is written; 1:1 when the dag_id comes from the file name. Errors about the
-    #: dag_id (duplicates across files) point here without reading the file again.
-    dag_id_position: Position = Position(1, 1)
     #: Where each top-level key (schedule, params, ...) is written, for errors found after parsing
     #: (Airflow refusing a value when the DAG is built). A key not written in the file is absent.
     field_positions: dict[str, Position] = dataclasses.field(default_factory=dict)
@@ -380,6 +366,12 @@ class Pipeline:
     def position_of(self, name: str) -> Position:
         """Where top-level key `name` is written; 1:1 when it is not in the file."""
         return self.field_positions.get(name, Position(1, 1))
+
+    @property
+    def dag_id_position(self) -> Position:
+        """Where `dag_id:` is written; 1:1 when the dag_id comes from the file name. Errors about the
+        dag_id (duplicates across files) point here without reading the file again."""
+        return self.position_of("dag_id")
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -392,7 +384,7 @@ class Pipeline:
         from ovh_ai_dagfactory.spec.references import referenced_steps
 
         step = self.step(step_id)
-        implied = [ref for text in step.templated_strings() for ref in referenced_steps(text)]
+        implied = [ref for text in templated_strings(step) for ref in referenced_steps(text)]
         ordered: dict[str, None] = dict.fromkeys((*step.depends_on, *implied))
         ordered.pop(step_id, None)
         return tuple(ordered)
