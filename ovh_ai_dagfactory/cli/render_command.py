@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         from ovh_ai_dagfactory.spec.parse import internal_error
 
         log.debug("render failed", exc_info=True)
-        print(internal_error(args.file, exc).format(), file=sys.stderr)
+        print(internal_error(args.file, exc, "rendering this pipeline").format(), file=sys.stderr)
         return EXIT_INTERNAL
     return EXIT_OK
 

@@ -26,7 +26,7 @@ from ovh_ai_dagfactory.factory.pipeline_files import candidates_for_dag_id, in_s
 from ovh_ai_dagfactory.spec.checks import default_dag_id
 from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
 from ovh_ai_dagfactory.spec.model import Pipeline
-from ovh_ai_dagfactory.spec.parse import duplicate_dag_ids, pipeline_files_in
+from ovh_ai_dagfactory.spec.parse import duplicate_dag_ids, internal_error, pipeline_files_in
 
 log = logging.getLogger(__name__)
 
@@ -157,18 +157,7 @@ class _Builder:
             return
         except Exception as exc:  # noqa: BLE001 - a bug of ours: reported as such, never raised
             log.exception("internal error of ovh-ai-dagfactory while building the DAG of %s", path)
-            self.result.rejected[path] = (
-                PipelineError(
-                    path,
-                    1,
-                    1,
-                    f"internal error of ovh-ai-dagfactory ({type(exc).__name__}: {str(exc)[:200]}) while "
-                    "building the DAG of this pipeline",
-                    "this is a bug in ovh-ai-dagfactory, not in your file: please report it with the file attached "
-                    "and the traceback from the DAG processor's log",
-                    internal=True,
-                ),
-            )
+            self.result.rejected[path] = (internal_error(path, exc, "building the DAG of this pipeline"),)
             return
         # Keyed by a prefix so a dag_id never shadows a name of the loader file (like load_pipelines).
         self.namespace[f"pipeline__{pipeline.dag_id}"] = dag

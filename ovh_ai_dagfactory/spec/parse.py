@@ -172,14 +172,16 @@ def parse_pipeline_text(text: str, source_file: str) -> Pipeline:
         raise PipelineInvalid([internal_error(source_file, exc)]) from None
 
 
-def internal_error(source_file: str, exc: BaseException) -> PipelineError:
-    """An error of ours, not the user's: said plainly, at 1:1, with a request to report it."""
+def internal_error(source_file: str, exc: BaseException, during: str = "reading this pipeline") -> PipelineError:
+    """An error of ours, not the user's (the parser's, the loader's or a command's last-resort guard):
+    said plainly, at 1:1, with the exception and a request to report it."""
     return PipelineError(
         source_file,
         1,
         1,
-        f"internal error of ovh-ai-dagfactory ({type(exc).__name__}) while reading this pipeline",
-        "this is a bug in ovh-ai-dagfactory, not in your file: please report it with the file attached",
+        f"internal error of ovh-ai-dagfactory ({type(exc).__name__}: {str(exc)[:200]}) while {during}",
+        "this is a bug in ovh-ai-dagfactory, not in your file: please report it with the file attached "
+        "and the traceback from the log",
         internal=True,
     )
 
