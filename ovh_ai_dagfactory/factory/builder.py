@@ -22,7 +22,7 @@ from ovh_ai_dagfactory.compat import (
 from ovh_ai_dagfactory.factory.mapping import dag_arguments, step_arguments
 from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
 from ovh_ai_dagfactory.spec.model import Pipeline, Position, Step
-from ovh_ai_dagfactory.spec.params import typed_param
+from ovh_ai_dagfactory.spec.params import PARAM_ARGUMENTS, typed_param
 
 #: When Airflow refuses the DAG's arguments, each is left out in turn, in this order, to find the
 #: one it refuses: the first whose absence makes Airflow accept the DAG is reported. Arguments that
@@ -115,7 +115,7 @@ def _param(value: Any) -> Any:
     spec = typed_param(value)
     if spec is None:
         return value
-    keywords = {key: item for key, item in spec.items() if key not in ("default", "description")}
+    keywords = {key: item for key, item in spec.items() if key not in PARAM_ARGUMENTS}
     if "default" in spec:
         return Param(spec["default"], description=spec.get("description"), **keywords)
     return Param(description=spec.get("description"), **keywords)

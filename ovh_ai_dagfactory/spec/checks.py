@@ -13,10 +13,15 @@ from typing import Any
 from ovh_ai_dagfactory.spec.cron import PRESET_NAMES, schedule_problem
 from ovh_ai_dagfactory.spec.dates import parse_date
 from ovh_ai_dagfactory.spec.declare import AFTER_DEFAULTS, declared_fields, templated_values
-from ovh_ai_dagfactory.spec.durations import parse_duration
+from ovh_ai_dagfactory.spec.durations import DurationTooLong, parse_duration
 from ovh_ai_dagfactory.spec.errors import PipelineError
 from ovh_ai_dagfactory.spec.model import STEP_CLASSES, DefaultArgs
-from ovh_ai_dagfactory.spec.output_schema import output_schema_problems, unknown_json_name
+from ovh_ai_dagfactory.spec.output_schema import (
+    OutputSchemaUnreadable,
+    load_output_schema,
+    output_schema_problems,
+    unknown_json_name,
+)
 from ovh_ai_dagfactory.spec.params import param_problems, typed_param
 from ovh_ai_dagfactory.spec.references import OUTPUT_NEEDS, OUTPUTS_BY_KIND, step_references
 from ovh_ai_dagfactory.spec.shapes import AIRFLOW_ID_MAX, AIRFLOW_ID_PATTERN, DURATION
@@ -54,6 +59,7 @@ class PipelineChecks:
         self.kinds = {sid: step.get("type") for sid, step in self.steps.items()}
         defaults = data.get("defaults")
         self.defaults = defaults if isinstance(defaults, dict) else {}
+        self._output_schemas: dict[str, Any] = {}  # step id → its loaded output_schema (None: unreadable)
 
     def errors(self) -> list[PipelineError]:
         found = [*self._dag_id(), *self._dates(), *self._schedule(), *self._durations(), *self._params()]
@@ -181,9 +187,10 @@ class PipelineChecks:
                     continue
                 try:
                     parse_duration(value)
-                except ValueError as exc:
-                    if "longer than" in str(exc):
-                        yield self._error(path + (name,), f"'{name}' is too long: {exc}")
+                except DurationTooLong as exc:
+                    yield self._error(path + (name,), f"'{name}' is too long: {exc}")
+                except ValueError:
+                    pass  # not a duration at all: the schema's pattern reports it
 
     # -- steps -------------------------------------------------------------------------------
     def _required_after_defaults(self, step_id: str, step: dict[str, Any]) -> Iterator[PipelineError]:
@@ -299,7 +306,12 @@ class PipelineChecks:
     def _unknown_json_name(self, other: str, output: str | None, name: str | None) -> tuple[str, str] | None:
         if output != "json" or name is None:
             return None
-        return unknown_json_name(self.steps[other].get("output_schema"), self.file, other, name)
+        if other not in self._output_schemas:  # a schema file is read once per parse, not per reference
+            try:
+                self._output_schemas[other] = load_output_schema(self.steps[other].get("output_schema"), self.file)
+            except OutputSchemaUnreadable:
+                self._output_schemas[other] = None  # reported at the schema itself
+        return unknown_json_name(self._output_schemas[other], other, name)
 
     def _output_schema(self, step_id: str, step: dict[str, Any]) -> Iterator[PipelineError]:
         for path, message, hint in output_schema_problems(step_id, step.get("output_schema"), self.file):

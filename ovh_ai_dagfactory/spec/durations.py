@@ -14,6 +14,10 @@ DURATION_PATTERN = r"^(?=\d)(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$"
 _DURATION = re.compile(DURATION_PATTERN)
 
 
+class DurationTooLong(ValueError):
+    """A well-formed duration past MAX_DURATION (the schema checks the shape, not the size)."""
+
+
 def parse_duration(value: object) -> timedelta:
     """`value` as a timedelta; ValueError for anything else, or longer than MAX_DURATION."""
     if isinstance(value, bool):
@@ -35,5 +39,5 @@ def parse_duration(value: object) -> timedelta:
 
 def _bounded(total_seconds: int, written: object) -> timedelta:
     if total_seconds > MAX_DURATION.total_seconds():
-        raise ValueError(f"{written!r} is longer than {MAX_DURATION.days} days, the longest duration accepted")
+        raise DurationTooLong(f"{written!r} is longer than {MAX_DURATION.days} days, the longest duration accepted")
     return timedelta(seconds=total_seconds)

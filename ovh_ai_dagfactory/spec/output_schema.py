@@ -97,15 +97,11 @@ def output_schema_problems(
             )
 
 
-def unknown_json_name(value: Any, source_file: str, step_id: str, name: str) -> tuple[str, str] | None:
-    """(message, hint) when `steps.<step_id>.json.<name>` reads a property the step's schema does not
-    list (and does not allow others: strict structured output only returns the listed ones)."""
+def unknown_json_name(schema: Any, step_id: str, name: str) -> tuple[str, str] | None:
+    """(message, hint) when `steps.<step_id>.json.<name>` reads a property the step's (loaded) schema
+    does not list (and does not allow others: strict structured output only returns the listed ones)."""
     from ovh_ai_dagfactory.spec.suggest import did_you_mean
 
-    try:
-        schema = load_output_schema(value, source_file)
-    except OutputSchemaUnreadable:
-        return None  # reported at the schema itself
     properties = schema.get("properties") if isinstance(schema, dict) else None
     if not isinstance(properties, dict) or schema.get("additionalProperties") or name in properties:
         return None

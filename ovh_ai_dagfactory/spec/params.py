@@ -38,7 +38,10 @@ PARAM_KEYWORDS = frozenset(
         "values_display",
     }
 )
-_NOT_SCHEMA = ("default", "description", "values_display")
+#: The keys of a typed param that are Param's own arguments, not keywords of its JSON Schema.
+PARAM_ARGUMENTS = ("default", "description")
+#: ... and the one Airflow's trigger form reads from the schema but validation does not use.
+_NOT_SCHEMA = (*PARAM_ARGUMENTS, "values_display")
 
 
 def typed_param(value: Any) -> dict[str, Any] | None:

@@ -18,8 +18,6 @@ from ovh_ai_dagfactory.spec.errors import PipelineError
 from ovh_ai_dagfactory.spec.suggest import closest, did_you_mean
 from ovh_ai_dagfactory.spec.yaml_loader import Path, PositionIndex
 
-SCHEMA_NAME = "pipeline.schema.json"
-
 _TYPE_WORDS = {
     "string": "a string",
     "integer": "a whole number",
