@@ -6,7 +6,7 @@ Times, in the same run and on the same files:
   - `check-jsonschema --schemafile schemas/pipeline.schema.json FILES` (PyPI), when installed.
 Prints the times and the ratio to check-jsonschema (target: ≤ 0.5×).
 
-    /work/venv3/bin/python benchmarks/bench_validate.py [--files 1000] [--steps 10]
+    .venv-airflow3/bin/python benchmarks/bench_validate.py [--files 1000] [--steps 10]
 """
 
 from __future__ import annotations
