@@ -20,9 +20,12 @@ from ovh_ai_dagfactory.compat import (
     is_policy_skip,
 )
 from ovh_ai_dagfactory.factory.mapping import dag_arguments, step_arguments
+from ovh_ai_dagfactory.spec.declare import plain_value
 from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
-from ovh_ai_dagfactory.spec.model import Pipeline, Position, Step
+from ovh_ai_dagfactory.spec.fan_out import items_task_id, needs_items_task
+from ovh_ai_dagfactory.spec.model import Pipeline, Position, Step, templated_strings
 from ovh_ai_dagfactory.spec.params import PARAM_ARGUMENTS, typed_param
+from ovh_ai_dagfactory.spec.references import referenced_steps
 
 #: When Airflow refuses the DAG's arguments, each is left out in turn, in this order, to find the
 #: one it refuses: the first whose absence makes Airflow accept the DAG is reported. Arguments that
@@ -85,22 +88,80 @@ def build_checked_dag(pipeline: Pipeline, *, fileloc: str | None = None, source_
 def _construct(pipeline: Pipeline, fileloc: str | None, source_label: str | None, building: list[Step]) -> Any:
     """The DAG; `building` holds the step whose task is being constructed, so that an error raised
     there can be reported at that step."""
-    from ovh_ai_dagfactory.factory.step_operators import OPERATOR_BY_KIND
+    from ovh_ai_dagfactory.factory.step_operators import OPERATOR_BY_KIND, ForEachItemsOperator
 
     upstream = {step.step_id: pipeline.upstream_of(step.step_id) for step in pipeline.steps}
     dag = DAG(**_with_params(dag_arguments(pipeline, source_label or pipeline.source_file, upstream)))
     if fileloc is not None:
         dag.fileloc = fileloc
     kinds = {step.step_id: step.kind for step in pipeline.steps}
+    mapped = tuple(step.step_id for step in pipeline.steps if step.for_each is not None)
+    shared: dict[str, Any] = {"dag": dag, "step_kinds": kinds, **({"mapped_steps": mapped} if mapped else {})}
     tasks: dict[str, Any] = {}
+    edges: dict[str, tuple[str, ...]] = {}  # task id → upstream task ids not implied by an expansion
     for step in pipeline.steps:
         building[:] = [step]
-        tasks[step.step_id] = OPERATOR_BY_KIND[step.kind](dag=dag, step_kinds=kinds, **step_arguments(step, pipeline))
+        arguments = {**shared, **step_arguments(step, pipeline)}
+        operator = OPERATOR_BY_KIND[step.kind]
+        edges[step.step_id] = _task_upstream(step, upstream[step.step_id])
+        if step.for_each is None:
+            tasks[step.step_id] = operator(**_after_fan_out(arguments, edges[step.step_id], mapped))
+        elif not needs_items_task(step.for_each):
+            tasks[step.step_id] = operator.partial(**_after_fan_out(arguments, edges[step.step_id], mapped)).expand(
+                item=plain_value(step.for_each)
+            )
+        else:
+            items_id = items_task_id(step.step_id)
+            edges[items_id] = _for_each_upstream(step)
+            items = ForEachItemsOperator(
+                **_after_fan_out(
+                    {**shared, "task_id": items_id, "for_each": plain_value(step.for_each), "step_id": step.step_id},
+                    edges[items_id],
+                    mapped,
+                )
+            )
+            tasks[items_id] = items
+            task_arguments = _after_fan_out(arguments, edges[step.step_id], mapped)
+            tasks[step.step_id] = operator.partial(**task_arguments).expand(item=items.output)
     building.clear()
-    for step_id, upstream_ids in upstream.items():
+    for task_id, upstream_ids in edges.items():
         for upstream_id in upstream_ids:
-            tasks[step_id].set_upstream(tasks[upstream_id])
+            tasks[task_id].set_upstream(tasks[upstream_id])
     return dag
+
+
+def _task_upstream(step: Step, upstream: tuple[str, ...]) -> tuple[str, ...]:
+    """The steps a step's own task waits for: a step read only by its for_each template is waited for
+    by the task computing the items, which the step's task waits for through its expansion."""
+    if step.for_each is None or not needs_items_task(step.for_each):
+        return upstream
+    for_each_texts = {id(text) for text in _for_each_texts(step)}
+    own = set(step.depends_on)
+    own.update(
+        ref for text in templated_strings(step) if id(text) not in for_each_texts for ref in referenced_steps(text)
+    )
+    # Waited for anyway, through the items task; a direct edge would only clutter the graph.
+    for_each_only = set(_for_each_upstream(step)) - own
+    return tuple(step_id for step_id in upstream if step_id not in for_each_only)
+
+
+def _for_each_texts(step: Step) -> list[str]:
+    if isinstance(step.for_each, str):
+        return [step.for_each]
+    return [text for text in step.for_each or () if isinstance(text, str)]
+
+
+def _for_each_upstream(step: Step) -> tuple[str, ...]:
+    refs = (ref for text in _for_each_texts(step) for ref in referenced_steps(text))
+    return tuple(dict.fromkeys(ref for ref in refs if ref != step.step_id))
+
+
+def _after_fan_out(arguments: dict[str, Any], upstream: tuple[str, ...], mapped: tuple[str, ...]) -> dict[str, Any]:
+    """A task reading a for_each step runs even when that step ran for no item (Airflow skips a task
+    mapped over an empty list, and `all_success` would skip everything after it): it then reads []."""
+    if any(step_id in mapped for step_id in upstream):
+        return {**arguments, "trigger_rule": "none_failed"}
+    return arguments
 
 
 def _with_params(arguments: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""What `{{ steps.<id>.content }}`, `.response` and `.embeddings` mean at run time.
+"""What `{{ steps.<id>.content }}`, `.response`, `.json` and `.embeddings` mean at run time, and their
+plurals (`.contents`, `.responses`, `.jsons`) for a step that runs once per item (`for_each`).
 
 A pipeline's operators (`step_operators`) add one name, `steps`, to the Jinja context when Airflow
 renders their templated fields. Each `steps.<id>` reads that step's XCom (`ti.xcom_pull`) only when a
@@ -8,7 +9,7 @@ the context (`ti`, `ds`, `var`, `params`, macros) is Airflow's own and untouched
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from ovh_ai_dagfactory.compat import AirflowException, AirflowFailException
@@ -16,22 +17,33 @@ from ovh_ai_dagfactory.hooks.errors import NoContentError, OVHCloudAIEndpointsEr
 from ovh_ai_dagfactory.hooks.results import chat_content, chat_json, embedding_vectors
 
 # The spec's own table, so what the validator accepts and what a run provides cannot drift apart.
-from ovh_ai_dagfactory.spec.references import OUTPUTS_BY_KIND
+from ovh_ai_dagfactory.spec.references import mapped_counterpart, outputs_of
 
 
 class StepOutput:
     """One earlier step's result, read lazily from XCom and read at most once per rendering."""
 
-    def __init__(self, ti: Any, step_id: str, kind: str) -> None:
+    def __init__(self, ti: Any, step_id: str, kind: str, mapped: bool = False) -> None:
         self._ti = ti
         self._step_id = step_id
         self._kind = kind
+        self._mapped = mapped
         self._pulled = False
         self._response: Any = None
 
     @property
     def response(self) -> dict[str, Any]:
         """The whole response dict the step returned (the wire JSON of the API)."""
+        self._require("response")
+        return self._one_response()
+
+    @property
+    def responses(self) -> list[dict[str, Any]]:
+        """A for_each step's responses, one per item, in item order ([] when it ran for no item)."""
+        self._require("responses")
+        return self._all_responses()
+
+    def _one_response(self) -> dict[str, Any]:
         if not self._pulled:
             self._response = self._ti.xcom_pull(task_ids=self._step_id)
             self._pulled = True
@@ -41,6 +53,17 @@ class StepOutput:
                 f"(and succeed) before this step — list it in depends_on or reference it in a template"
             )
         return self._response
+
+    def _all_responses(self) -> list[dict[str, Any]]:
+        if not self._pulled:
+            # Without map_indexes, both lines pull every map index in index order: Airflow 2.11 as a
+            # lazy sequence (None when there is none), 3.x as a list, unwrapped when it holds one
+            # value. A step's result is always a mapping, so one mapping is one item. None: the step
+            # ran for no item (Airflow skips a task mapped over an empty list).
+            pulled = self._ti.xcom_pull(task_ids=self._step_id)
+            self._response = [] if pulled is None else [pulled] if isinstance(pulled, Mapping) else list(pulled)
+            self._pulled = True
+        return list(self._response)
 
     @property
     def content(self) -> str:
@@ -52,55 +75,72 @@ class StepOutput:
         step's XCom, hence AirflowFailException.
         """
         self._require("content")
-        try:
-            return chat_content(self._mapping())
-        except NoContentError as error:
-            raise AirflowFailException(
-                f"steps.{self._step_id}.content: step '{self._step_id}' returned no text: {error}"
-            ) from None
+        return self._read("content", chat_content, self._one_response())
 
     @property
-    def embeddings(self) -> list[list[float]]:
-        """An embedding step's vectors, one per input, in input order (`hooks.results.embedding_vectors`)."""
-        self._require("embeddings")
-        try:
-            return embedding_vectors(self._mapping())
-        except NoContentError as error:
-            raise AirflowFailException(
-                f"steps.{self._step_id}.embeddings: step '{self._step_id}' returned no vectors: {error}"
-            ) from None
+    def contents(self) -> list[str]:
+        """A for_each chat step's answers, one per item, in item order."""
+        self._require("contents")
+        return [self._read("contents", chat_content, response) for response in self._all_responses()]
 
     @property
     def json(self) -> Any:
         """A structured chat step's answer, parsed (`hooks.results.chat_json`; the operator has
         already checked it against the step's output_schema before pushing it)."""
         self._require("json")
+        return self._read("json", chat_json, self._one_response())
+
+    @property
+    def jsons(self) -> list[Any]:
+        """A for_each structured chat step's parsed answers, one per item, in item order."""
+        self._require("jsons")
+        return [self._read("jsons", chat_json, response) for response in self._all_responses()]
+
+    @property
+    def embeddings(self) -> list[list[float]]:
+        """An embedding step's vectors, one per input, in input order (`hooks.results.embedding_vectors`);
+        for a for_each step, the vectors of all its items in item order."""
+        self._require("embeddings")
+        responses = self._all_responses() if self._mapped else [self._one_response()]
+        return [vector for response in responses for vector in self._read("embeddings", embedding_vectors, response)]
+
+    def _read(self, output: str, read: Callable[[Mapping[str, Any]], Any], response: Any) -> Any:
         try:
-            return chat_json(self._mapping())
+            return read(response if isinstance(response, Mapping) else {})
+        except NoContentError as error:
+            raise AirflowFailException(
+                f"steps.{self._step_id}.{output}: step '{self._step_id}' returned no {_WHAT[output]}: {error}"
+            ) from None
         except OVHCloudAIEndpointsError as error:
             raise AirflowFailException(
-                f"steps.{self._step_id}.json: step '{self._step_id}' has no JSON answer: {error}"
+                f"steps.{self._step_id}.{output}: step '{self._step_id}' has no JSON answer: {error}"
             ) from None
 
-    def _mapping(self) -> Mapping[str, Any]:
-        response = self.response
-        return response if isinstance(response, Mapping) else {}
-
     def _require(self, output: str) -> None:
-        provided = OUTPUTS_BY_KIND.get(self._kind, ())
-        if output not in provided:
-            # Deterministic: retrying cannot help, so fail without using the task's retries.
+        provided = outputs_of(self._kind, self._mapped)
+        if output in provided:
+            return
+        # Deterministic: retrying cannot help, so fail without using the task's retries.
+        meant = mapped_counterpart(output, self._mapped)
+        if meant in provided:
+            runs = "runs once per item (for_each): read" if self._mapped else "runs once: read"
             raise AirflowFailException(
-                f"steps.{self._step_id}.{output}: '{self._step_id}' is {_article(self._kind)} {self._kind} step; "
-                f"it provides {' and '.join(provided)}"
+                f"steps.{self._step_id}.{output}: '{self._step_id}' {runs} steps.{self._step_id}.{meant}"
             )
+        raise AirflowFailException(
+            f"steps.{self._step_id}.{output}: '{self._step_id}' is {_article(self._kind)} {self._kind} step; "
+            f"it provides {' and '.join(provided)}"
+        )
 
     def __str__(self) -> str:
         # `{{ steps.x }}` alone is almost always a forgotten `.content`; say so instead of a repr.
         raise AirflowFailException(
             f"steps.{self._step_id} needs an output: "
-            + ", ".join(f"steps.{self._step_id}.{name}" for name in OUTPUTS_BY_KIND.get(self._kind, ()))
+            + ", ".join(f"steps.{self._step_id}.{name}" for name in outputs_of(self._kind, self._mapped))
         )
+
+
+_WHAT = {"content": "text", "contents": "text", "json": "JSON", "jsons": "JSON", "embeddings": "vectors"}
 
 
 def _article(word: str) -> str:
@@ -110,9 +150,10 @@ def _article(word: str) -> str:
 class StepOutputs:
     """The `steps` name in templates: `steps.<id>` or `steps['<id>']` for ids that are not identifiers."""
 
-    def __init__(self, ti: Any, kinds: Mapping[str, str]) -> None:
+    def __init__(self, ti: Any, kinds: Mapping[str, str], mapped: Collection[str] = ()) -> None:
         self._ti = ti
         self._kinds = kinds
+        self._mapped = mapped
         self._outputs: dict[str, StepOutput] = {}
 
     def __getattr__(self, step_id: str) -> StepOutput:
@@ -127,7 +168,7 @@ class StepOutputs:
                 f"steps.{step_id}: this pipeline has no step '{step_id}' (steps: {', '.join(sorted(self._kinds))})"
             )
         if step_id not in self._outputs:
-            self._outputs[step_id] = StepOutput(self._ti, step_id, self._kinds[step_id])
+            self._outputs[step_id] = StepOutput(self._ti, step_id, self._kinds[step_id], step_id in self._mapped)
         return self._outputs[step_id]
 
     def __contains__(self, step_id: object) -> bool:

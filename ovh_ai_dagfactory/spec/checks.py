@@ -15,6 +15,8 @@ from ovh_ai_dagfactory.spec.dates import parse_date
 from ovh_ai_dagfactory.spec.declare import AFTER_DEFAULTS, declared_fields, templated_values
 from ovh_ai_dagfactory.spec.durations import DurationTooLong, parse_duration
 from ovh_ai_dagfactory.spec.errors import PipelineError
+from ovh_ai_dagfactory.spec.fan_out import fan_out_problems
+from ovh_ai_dagfactory.spec.graph import cycles
 from ovh_ai_dagfactory.spec.model import STEP_CLASSES, DefaultArgs
 from ovh_ai_dagfactory.spec.output_schema import (
     OutputSchemaUnreadable,
@@ -23,7 +25,7 @@ from ovh_ai_dagfactory.spec.output_schema import (
     unknown_json_name,
 )
 from ovh_ai_dagfactory.spec.params import param_problems, typed_param
-from ovh_ai_dagfactory.spec.references import OUTPUT_NEEDS, OUTPUTS_BY_KIND, step_references
+from ovh_ai_dagfactory.spec.references import OUTPUT_NEEDS, mapped_counterpart, outputs_of, step_references
 from ovh_ai_dagfactory.spec.shapes import AIRFLOW_ID_MAX, AIRFLOW_ID_PATTERN, DURATION
 from ovh_ai_dagfactory.spec.suggest import did_you_mean
 from ovh_ai_dagfactory.spec.yaml_loader import Path, PositionIndex
@@ -57,6 +59,7 @@ class PipelineChecks:
             {sid: step for sid, step in steps.items() if isinstance(step, dict)} if isinstance(steps, dict) else {}
         )
         self.kinds = {sid: step.get("type") for sid, step in self.steps.items()}
+        self.mapped = {sid for sid, step in self.steps.items() if step.get("for_each") is not None}
         defaults = data.get("defaults")
         self.defaults = defaults if isinstance(defaults, dict) else {}
         self._output_schemas: dict[str, Any] = {}  # step id → its loaded output_schema (None: unreadable)
@@ -69,6 +72,10 @@ class PipelineChecks:
             found.extend(self._depends_on(step_id, step, edges[step_id]))
             found.extend(self._templates(step_id, step, edges[step_id]))
             found.extend(self._output_schema(step_id, step))
+            cls = step_class(step)
+            if cls is not None:
+                problems = fan_out_problems(step_id, step, cls, self.steps)
+                found.extend(self._error(path, message, hint, key=key) for path, message, hint, key in problems)
         for kind, values in self.defaults.items():
             if kind in STEP_CLASSES:
                 for path, text in templated_values(STEP_CLASSES[kind], values, ("defaults", kind)):
@@ -297,9 +304,13 @@ class PipelineChecks:
             else:
                 yield from self._output(other, output, line, column, where)
 
-    def _output_ok(self, other: str, output: str | None) -> bool:
+    def _outputs(self, other: str) -> tuple[str, ...] | None:
+        """What `steps.<other>` provides; None when the step's kind is unknown (reported elsewhere)."""
         kind = self.kinds.get(other)
-        outputs = OUTPUTS_BY_KIND.get(kind) if isinstance(kind, str) else None
+        return outputs_of(kind, other in self.mapped) if isinstance(kind, str) else None
+
+    def _output_ok(self, other: str, output: str | None) -> bool:
+        outputs = self._outputs(other)
         needs = OUTPUT_NEEDS.get(output or "")
         return outputs is None or (output in outputs and (needs is None or needs in self.steps[other]))
 
@@ -318,19 +329,31 @@ class PipelineChecks:
             yield self._error(path, message, hint)
 
     def _output(self, other: str, output: str | None, line: int, column: int, where: str) -> Iterator[PipelineError]:
-        kind = self.kinds.get(other)
-        outputs = OUTPUTS_BY_KIND.get(kind) if isinstance(kind, str) else None
+        kind, outputs = self.kinds.get(other), self._outputs(other)
         if outputs is None:
             return
-        names = ", ".join(f"steps.{other}.{name}" for name in outputs if name not in OUTPUT_NEEDS)
+        plain = [name for name in outputs if name not in OUTPUT_NEEDS]
+        names = ", ".join(f"steps.{other}.{name}" for name in plain)
         needs = OUTPUT_NEEDS.get(output or "")
+        mapped = other in self.mapped
+        meant = mapped_counterpart(output, mapped) if output else None
         if output in outputs and needs is not None:
             yield PipelineError(
                 self.file,
                 line,
                 column,
                 f"step '{other}' has no {needs}, so {where} cannot read 'steps.{other}.{output}'",
-                f"add '{needs}' to step '{other}', or read steps.{other}.content",
+                f"add '{needs}' to step '{other}', or read steps.{other}.{plain[0]}",
+            )
+        elif output is not None and meant in outputs:
+            runs = "runs once per item (for_each)" if mapped else "runs once (it has no for_each)"
+            shape = "a list in item order" if mapped else "one result"
+            yield PipelineError(
+                self.file,
+                line,
+                column,
+                f"step '{other}' {runs}, so {where} cannot read 'steps.{other}.{output}'",
+                f"read steps.{other}.{meant} ({shape})",
             )
         elif output is None:
             yield PipelineError(
@@ -365,37 +388,14 @@ class PipelineChecks:
 
     # -- graph -------------------------------------------------------------------------------
     def _cycles(self, edges: dict[str, list[str]]) -> Iterator[PipelineError]:
-        """Each cycle once, printed in the order the steps wait for each other."""
-        state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-        reported: set[frozenset[str]] = set()
-        for start in edges:
-            if state.get(start):
-                continue
-            stack: list[tuple[str, Iterator[str]]] = [(start, iter(edges[start]))]
-            path = [start]
-            state[start] = 1
-            while stack:
-                node, children = stack[-1]
-                child = next(children, None)
-                if child is None:
-                    stack.pop()
-                    path.pop()
-                    state[node] = 2
-                elif state.get(child) == 1:
-                    cycle = path[path.index(child) :] + [child]
-                    if frozenset(cycle) not in reported:
-                        reported.add(frozenset(cycle))
-                        waits = list(reversed(cycle))  # edges point upstream; print a → b as "a before b"
-                        yield self._error(
-                            ("steps", cycle[0]),
-                            "steps depend on each other in a cycle: " + " → ".join(waits),
-                            "remove one of the depends_on entries or steps.<id> references in the cycle",
-                            key=True,
-                        )
-                elif not state.get(child):
-                    state[child] = 1
-                    path.append(child)
-                    stack.append((child, iter(edges[child])))
+        for cycle in cycles(edges):
+            waits = list(reversed(cycle))  # edges point upstream; print a → b as "a before b"
+            yield self._error(
+                ("steps", cycle[0]),
+                "steps depend on each other in a cycle: " + " → ".join(waits),
+                "remove one of the depends_on entries or steps.<id> references in the cycle",
+                key=True,
+            )
 
 
 def _known(steps: dict[str, Any]) -> str:

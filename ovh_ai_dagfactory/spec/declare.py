@@ -61,6 +61,10 @@ class Declared:
     examples: tuple[Any, ...] = ()
     #: Jinja renders it at run time (model, message contents, embedding input): the checks parse it.
     templated: bool = False
+    #: With `templated`: a value that is one whole `{{ expression }}` gives that expression's own
+    #: value (a list, a dict, a number), not its text (`spec/native_values.py`). Text fields (model,
+    #: message contents) stay text, as the API requires.
+    native: bool = False
     #: The operator argument (for step fields) or DAG argument it becomes: SAME, REQUEST, a name, or
     #: None when the builder uses it otherwise (edges, the connection rule, ...).
     argument: str | None = SAME

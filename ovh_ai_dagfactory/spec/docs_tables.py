@@ -55,7 +55,8 @@ def _required(declared: Declared, kind: str | None) -> str:
 def _description(declared: Declared) -> str:
     text = declared.description
     if declared.templated:
-        text += " Rendered by Jinja when the task runs."
+        text += " Rendered by Jinja when the task runs"
+        text += "; one whole {{ expression }} gives its own value (a list stays a list)." if declared.native else "."
     if declared.default_text:
         text += f" Default: {declared.default_text}."
     return _cell(text)

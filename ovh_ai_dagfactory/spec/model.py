@@ -37,7 +37,7 @@ from ovh_ai_dagfactory.spec.declare import (
     plain_value,
 )
 from ovh_ai_dagfactory.spec.output_schema import load_output_schema
-from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DAG_ID, DATE, DURATION, PARAMS, SCHEDULE, TAGS
+from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DAG_ID, DATE, DURATION, FOR_EACH, PARAMS, SCHEDULE, TAGS
 
 StepKind = Literal["chat", "embedding"]
 MessageRole = Literal["system", "user", "assistant"]
@@ -87,6 +87,30 @@ EXTRA_BODY = Declared(
     "for endpoint parameters this format does not model. Nothing here is checked before the call.",
     ({"repetition_penalty": 1.1},),
     argument=REQUEST,
+)
+
+FOR_EACH_ITEMS = Declared(
+    FOR_EACH,
+    "Fan-out: run the step once per item, as an Airflow mapped task (one task instance per item, each "
+    "retried on its own). A list, or one template giving a list ({{ steps.<id>.json.topics }}, "
+    "{{ params.documents }}). The step's templates read the item as {{ item }} and its position (from 0) as "
+    "{{ item_index }}; later steps read its outputs as lists in item order: steps.<id>.contents, .jsons, "
+    ".responses, and .embeddings (the vectors of all items). An empty list runs no item; later steps then "
+    "see [].",
+    (["Airflow", "Embeddings"], "{{ steps.extract.json.topics }}"),
+    templated=True,
+    native=True,
+    argument=None,  # the builder expands the task over it (factory/builder.py)
+    in_defaults=False,
+)
+MAX_PARALLEL = Declared(
+    integer(1),
+    "With for_each: at most this many items run at the same time (Airflow's max_active_tis_per_dagrun), "
+    "e.g. to stay under the endpoint's rate limit.",
+    (8,),
+    argument="max_active_tis_per_dagrun",
+    in_defaults=False,
+    default_text="no limit beyond the pool's and Airflow's",
 )
 
 
@@ -204,6 +228,8 @@ class ChatStep:
         argument=REQUEST,
     ).field()
     extra_body: dict[str, Any] | None = EXTRA_BODY.field()
+    for_each: str | tuple[Any, ...] | None = FOR_EACH_ITEMS.field()
+    max_parallel: int | None = MAX_PARALLEL.field()
     depends_on: tuple[str, ...] = DEPENDS_ON.field(())
     description: str | None = STEP_DESCRIPTION.field()
     options: TaskOptions = OPTIONS.field(TaskOptions)
@@ -229,17 +255,21 @@ class EmbeddingStep:
     model: str = MODEL.field("")
     input: str | tuple[str, ...] = Declared(
         one_or_list({"type": "string"}),
-        "Text to embed: one string, or a non-empty list of strings (one vector each). May be Jinja templates.",
+        "Text to embed: one string, or a non-empty list of strings (one vector each). May be Jinja templates; "
+        "a list can come from one: {{ params.documents }}, {{ steps.<id>.contents }}.",
         (
             "Apache Airflow is a workflow orchestration tool",
             ["First document", "Second document"],
             "{{ steps.summarize.content }}",
         ),
         templated=True,
+        native=True,
         required=True,
         in_defaults=False,
     ).field("")
     extra_body: dict[str, Any] | None = EXTRA_BODY.field()
+    for_each: str | tuple[Any, ...] | None = FOR_EACH_ITEMS.field()
+    max_parallel: int | None = MAX_PARALLEL.field()
     depends_on: tuple[str, ...] = DEPENDS_ON.field(())
     description: str | None = STEP_DESCRIPTION.field()
     options: TaskOptions = OPTIONS.field(TaskOptions)

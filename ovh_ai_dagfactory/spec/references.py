@@ -32,8 +32,24 @@ def referenced_steps(text: str) -> tuple[str, ...]:
 
 #: Which outputs each kind of step provides at run time (`steps.<id>.<output>`).
 OUTPUTS_BY_KIND = {"chat": ("content", "response", "json"), "embedding": ("embeddings", "response")}
+#: A step with `for_each` runs once per item; later steps read each output as a list in item order,
+#: under its plural name (`embeddings`, already plural, gives the vectors of all items in order).
+PLURAL_OF = {"content": "contents", "response": "responses", "json": "jsons"}
+SINGULAR_OF = {plural: singular for singular, plural in PLURAL_OF.items()}
 #: Outputs a step provides only when it declares the field named here.
-OUTPUT_NEEDS = {"json": "output_schema"}
+OUTPUT_NEEDS = {"json": "output_schema", "jsons": "output_schema"}
+
+
+def outputs_of(kind: str, mapped: bool) -> tuple[str, ...]:
+    """The outputs a step of `kind` provides: plural names when it has `for_each` (`mapped`)."""
+    outputs = OUTPUTS_BY_KIND.get(kind, ())
+    return tuple(PLURAL_OF.get(name, name) for name in outputs) if mapped else outputs
+
+
+def mapped_counterpart(output: str, mapped: bool) -> str | None:
+    """The name a user meant when reading `output` of a step that is (`mapped`) or is not run per
+    item: `content` of a for_each step is `contents`, and the other way round."""
+    return PLURAL_OF.get(output) if mapped else SINGULAR_OF.get(output)
 
 
 #: (step id, output or None, the name read inside the output or None, Jinja line number):
@@ -52,7 +68,7 @@ def step_references(text: str) -> tuple[Reference, ...]:
         return simple
     from jinja2 import nodes
 
-    tree = _environment().parse(text)
+    tree = parse_environment().parse(text)
     found: list[Reference] = []
     # `steps.a.content` is Getattr(Getattr(Name steps, a), content): look one level up for the output.
     parents: dict[int, nodes.Node] = {}
@@ -84,7 +100,7 @@ def _name_of(node: object) -> str | None:
 
 
 @lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
+def parse_environment() -> jinja2.Environment:
     # Parsing only; Airflow renders with its own sandboxed environment using the same default syntax.
     from jinja2 import Environment
 

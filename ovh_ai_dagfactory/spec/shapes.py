@@ -56,6 +56,24 @@ TAGS = Shape(
     "list of strings",
     tuple,
 )
+FOR_EACH = Shape(
+    {"anyOf": [{"type": "array"}, {"type": "string", "pattern": r"\{\{"}]},
+    "list, or a template giving one",
+    lambda value: tuple(value) if isinstance(value, list) else value,
+    problem="is neither a list nor a template",
+    hint="write a list of items, or one template that gives a list, such as {{ params.documents }}",
+)
 PARAMS = Shape({"type": "object", "propertyNames": {"pattern": NAME_PATTERN}}, "mapping", dict)
 
-__all__ = ["CONNECTION_ID", "DAG_ID", "DATE", "DURATION", "MAX_INT", "NAME_PATTERN", "PARAMS", "SCHEDULE", "TAGS"]
+__all__ = [
+    "CONNECTION_ID",
+    "DAG_ID",
+    "DATE",
+    "DURATION",
+    "FOR_EACH",
+    "MAX_INT",
+    "NAME_PATTERN",
+    "PARAMS",
+    "SCHEDULE",
+    "TAGS",
+]
