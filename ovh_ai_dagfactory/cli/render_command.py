@@ -14,7 +14,9 @@ from datetime import timedelta
 from typing import Any, TextIO
 
 from ovh_ai_dagfactory.factory.mapping import OPERATOR_NAMES, dag_arguments, step_arguments
+from ovh_ai_dagfactory.spec.declare import plain_value
 from ovh_ai_dagfactory.spec.errors import PipelineInvalid
+from ovh_ai_dagfactory.spec.fan_out import items_task_id, needs_items_task
 from ovh_ai_dagfactory.spec.model import Pipeline
 
 EXIT_OK, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 3
@@ -96,6 +98,13 @@ def render_text(pipeline: Pipeline, out: TextIO) -> None:
             + (f"  (after {', '.join(upstream)})" if upstream else "")
             + "\n"
         )
+        if step.for_each is not None:
+            how = (
+                f"the list comes from task {items_task_id(step.step_id)}"
+                if needs_items_task(step.for_each)
+                else "expanded over this literal list"
+            )
+            out.write(f"    for_each: {_value(plain_value(step.for_each))}  (mapped task, one per item; {how})\n")
         for name, value in step_arguments(step, pipeline).items():
             if name == "task_id":
                 continue
@@ -115,7 +124,7 @@ def render_text(pipeline: Pipeline, out: TextIO) -> None:
 def render_mermaid(pipeline: Pipeline, out: TextIO) -> None:
     out.write("flowchart LR\n")
     for step in pipeline.steps:
-        label = f"{step.step_id}<br/>{step.kind} · {step.model}"
+        label = f"{step.step_id}<br/>{step.kind} · {step.model}" + (" · for each item" if step.for_each else "")
         out.write(f'  {_node(step.step_id)}["{_mermaid_text(label)}"]\n')
     for step in pipeline.steps:
         for upstream in pipeline.upstream_of(step.step_id):

@@ -100,33 +100,52 @@ def run_one(local_airflow: Any, file: str, pipeline: Pipeline, logical_date: dat
     return EXIT_FAILED if failed else EXIT_OK
 
 
+#: Items of a for_each step whose result `run` prints; the others are counted.
+_ITEMS_SHOWN = 5
+
+
 def describe(outcome: Any) -> str:
-    """One step's result in a few lines: state, then content/vectors and token usage."""
+    """One step's result in a few lines: state, then content/vectors and token usage (for a for_each
+    step, the first items' results and the usage of all)."""
+    if outcome.items is not None:
+        head = f"{outcome.step_id} ({outcome.kind}, {len(outcome.items)} items): {outcome.state}"
+        lines = [head]
+        for index, response in enumerate(outcome.items[:_ITEMS_SHOWN]):
+            lines += [f"  [{index}]" + line[1:] for line in _results(outcome.kind, response)]
+        if len(outcome.items) > _ITEMS_SHOWN:
+            lines.append(f"  ... and {len(outcome.items) - _ITEMS_SHOWN} more items")
+        usage: dict[str, Any] = {}
+        for response in outcome.items:
+            for key, value in ((response or {}).get("usage") or {}).items():
+                if isinstance(value, (int, float)):
+                    usage[key] = usage.get(key, 0) + value
+        return "\n".join(lines + _usage(usage))
     head = f"{outcome.step_id} ({outcome.kind}): {outcome.state}"
     response = outcome.response
     if not isinstance(response, dict):
         return head + (f"\n  error: {outcome.error}" if outcome.error else "")
+    return "\n".join([head, *_results(outcome.kind, response), *_usage(response.get("usage") or {})])
+
+
+def _results(kind: str, response: Any) -> list[str]:
+    """The content or the vectors' shape of one response, as indented lines."""
     # The provider's definitions of an answer's result (imported here: they import Airflow, which
     # `run` configures first).
     from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError
     from ovh_ai_dagfactory.hooks.results import chat_content, embedding_vectors
 
-    lines = [head]
     try:
-        if outcome.kind == "chat":
-            lines.append(f"  content: {chat_content(response)}")
-        else:
-            vectors = embedding_vectors(response)
-            lines.append(f"  vectors: {len(vectors)} × {len(vectors[0]) if vectors else 0} dimensions")
+        if kind == "chat":
+            return [f"  content: {chat_content(response)}"]
+        vectors = embedding_vectors(response)
+        return [f"  vectors: {len(vectors)} × {len(vectors[0]) if vectors else 0} dimensions"]
     except OVHCloudAIEndpointsError as error:
-        lines.append(f"  no result: {error}")
-    usage = response.get("usage") or {}
-    if usage:
-        lines.append(
-            "  tokens: "
-            + ", ".join(f"{key}={value}" for key, value in usage.items() if isinstance(value, (int, float)))
-        )
-    return "\n".join(lines)
+        return [f"  no result: {error}"]
+
+
+def _usage(usage: dict[str, Any]) -> list[str]:
+    shown = ", ".join(f"{key}={value}" for key, value in usage.items() if isinstance(value, (int, float)))
+    return [f"  tokens: {shown}"] if shown else []
 
 
 def _connection_ids(pipeline: Pipeline) -> list[str]:
@@ -152,7 +171,11 @@ def _use_local_airflow_home(home: Path, *, verbose: bool) -> None:
     (home / "dags").mkdir(parents=True, exist_ok=True)
     os.environ["AIRFLOW_HOME"] = str(home)
     os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(home / "dags")
-    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"
+    # One DB file per Airflow version: 2.11 and 3.x schemas differ, and a home may serve both lines.
+    from importlib.metadata import version
+
+    database = home / f"airflow-{version('apache-airflow')}.db"
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{database}"
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     if not verbose:
         os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"

@@ -15,6 +15,7 @@ from typing import Any
 
 from ovh_ai_dagfactory.compat import AIRFLOW_V3, AIRFLOW_VERSION, AirflowNotFoundException, BaseHook
 from ovh_ai_dagfactory.factory.builder import build_dag
+from ovh_ai_dagfactory.spec.fan_out import items_task_id
 from ovh_ai_dagfactory.spec.model import Pipeline
 
 
@@ -25,11 +26,12 @@ class StepOutcome:
     state: str
     response: Any  # the XCom the step pushed (the response dict), None when it did not succeed
     error: str | None = None  # why it failed, as the task's exception said it
+    items: list[Any] | None = None  # a for_each step's responses in item order (None: not a for_each step)
 
 
 def prepare_metadata_db(home: Path) -> None:
     """Create the local metadata DB once per Airflow version (a marker file remembers it)."""
-    marker = home / f".db-ready-{AIRFLOW_VERSION}"
+    marker = home / f".airflow-{AIRFLOW_VERSION}.db.ready"  # with the DB file `run` names per version
     if marker.exists():
         return
     reset_metadata_db()  # a private DB: starting from a clean schema is the simplest correct migration
@@ -53,13 +55,29 @@ def run_pipeline(pipeline: Pipeline, logical_date: datetime, *, source_label: st
         existing = list(existing) if isinstance(existing, (list, tuple)) else [existing]
         task.on_failure_callback = [*existing, _remember_failure(errors)]  # a list on both lines
     dag_run = run_dag_once(dag, logical_date)
-    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    states: dict[str, list[str]] = {}
+    for ti in sorted(dag_run.get_task_instances(), key=lambda ti: ti.map_index):
+        states.setdefault(ti.task_id, []).append(str(ti.state))
     outcomes = []
     for step in pipeline.steps:
-        state = str(states.get(step.step_id) or "not run")
-        response = xcom_of(dag_run, step.step_id) if state == "success" else None
-        outcomes.append(StepOutcome(step.step_id, step.kind, state, response, errors.get(step.step_id)))
+        error = errors.get(step.step_id) or errors.get(items_task_id(step.step_id))
+        found = states.get(step.step_id) or ["not run"]
+        if step.for_each is None:
+            state = found[0]
+            response = xcom_of(dag_run, step.step_id) if state == "success" else None
+            outcomes.append(StepOutcome(step.step_id, step.kind, state, response, error))
+        else:
+            outcomes.append(_mapped_outcome(dag_run, step.step_id, step.kind, found, error))
     return outcomes
+
+
+def _mapped_outcome(dag_run: Any, step_id: str, kind: str, states: list[str], error: str | None) -> StepOutcome:
+    """A for_each step: one state per item; Airflow marks a task mapped over no item skipped."""
+    if states == ["skipped"]:
+        return StepOutcome(step_id, kind, "success", None, error, items=[])
+    done = set(states) == {"success"}
+    state = "success" if done else ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
+    return StepOutcome(step_id, kind, state, None, error, items=xcoms_of(dag_run, step_id) if done else None)
 
 
 def _remember_failure(errors: dict[str, str]) -> Any:
@@ -118,3 +136,20 @@ def xcom_of(dag_run: Any, task_id: str, key: str = "return_value") -> Any:
     from airflow.models.xcom import XCom
 
     return XCom.get_one(run_id=dag_run.run_id, dag_id=dag_run.dag_id, task_id=task_id, key=key)
+
+
+def xcoms_of(dag_run: Any, task_id: str, key: str = "return_value") -> list[Any]:
+    """The XCom values a mapped task of `dag_run` pushed, in map index order."""
+    from airflow.utils.session import create_session
+
+    where = {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "task_id": task_id, "key": key}
+    with create_session() as session:
+        if AIRFLOW_V3:
+            from airflow.models.xcom import XComModel
+
+            rows = session.query(XComModel).filter_by(**where).order_by(XComModel.map_index).all()
+            return [XComModel.deserialize_value(row) for row in rows]
+        from airflow.models.xcom import XCom
+
+        # 2.11's XCom rows deserialize their value when loaded.
+        return [row.value for row in session.query(XCom).filter_by(**where).order_by(XCom.map_index).all()]

@@ -72,7 +72,7 @@ def test_run_prints_each_steps_result(tmp_path, llmock):
     assert "summarize (chat): success\n  content: Airflow runs workflows." in done.stdout
     assert "embed_summary (embedding): success\n  vectors: 1 × " in done.stdout
     assert "tokens: prompt_tokens=" in done.stdout and "2 of 2 steps succeeded" in done.stdout
-    assert (tmp_path / ".ovh-ai-dagfactory" / "airflow-home" / "airflow.db").exists()
+    assert list((tmp_path / ".ovh-ai-dagfactory" / "airflow-home").glob("airflow-*.db"))
     [embedding] = [r.body for r in llmock.requests if r.path.endswith("/embeddings")]
     assert embedding["input"] == "Airflow runs workflows."
     assert TEST_TOKEN not in done.stdout + done.stderr
@@ -114,3 +114,27 @@ def test_run_checks_every_file_before_starting_airflow(tmp_path):
     assert done.returncode == 1 and f"{bad}:7:18: error:" in done.stderr
     assert "Running" not in done.stdout and "Traceback" not in done.stderr
     assert not (tmp_path / ".ovh-ai-dagfactory").exists()
+
+
+def test_run_prints_each_item_of_a_fan_out(tmp_path, llmock):
+    connection = {"conn_type": "ovhcloud_ai_endpoints", "host": llmock.base_url("openai"), "password": TEST_TOKEN}
+    done = _run_cli(
+        ["run", str(REPO_ROOT / "pipelines" / "explain_topics.yaml")],
+        tmp_path,
+        {"AIRFLOW_CONN_OVH_AI_ENDPOINTS_DEFAULT": json.dumps(connection)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "explain (chat, 3 items): success\n  [0] content: " in done.stdout
+    assert "\n  [2] content: " in done.stdout and "embed (embedding): success\n  vectors: 3 × " in done.stdout
+    assert "3 of 3 steps succeeded" in done.stdout
+
+
+def test_render_shows_a_fan_out(capsys):
+    assert main(["render", str(REPO_ROOT / "pipelines" / "explain_topics.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "  explain: OVHCloudAIEndpointsChatCompletionsOperator  (after extract)\n"
+        "    for_each: {{ steps.extract.json.topics }}  (mapped task, one per item; the list comes from task "
+        "explain__for_each)\n"
+    ) in out
+    assert "    max_active_tis_per_dagrun: 4\n" in out

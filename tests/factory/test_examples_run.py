@@ -88,3 +88,36 @@ def test_summarize_then_embed_passes_the_answer_on(airflow_db, ovh_connection, l
     assert embedding["model"] == "BGE-M3"
     assert embedding["input"] == "Airflow schedules and monitors workflows."
     assert xcom_value(dag_run, "embed_summary")["data"][0]["embedding"]
+
+
+def test_classify_ticket_structured_output(airflow_db, ovh_connection, llmock, example_pipelines):
+    _run(example_pipelines, "classify_ticket")
+    classify, draft = _bodies(llmock, "/chat/completions")
+    schema = classify["response_format"]["json_schema"]
+    assert classify["response_format"]["type"] == "json_schema" and schema["strict"] is True
+    assert schema["name"] == "classify" and schema["schema"]["required"] == ["category", "urgency", "summary"]
+    assert "CSV export button crashes" in classify["messages"][1]["content"]
+    # llmock answers JSON made for the schema (an enum's first value, a minimum, mock-<name>).
+    assert draft["messages"][0]["content"] == "Draft a short reply to this bug (urgency 1 of 5): mock-summary"
+
+
+def test_explain_topics_fans_out_then_embeds(airflow_db, ovh_connection, llmock, example_pipelines):
+    from ovh_ai_dagfactory.factory.local_run import xcoms_of
+
+    dag_run = _run(example_pipelines, "explain_topics")
+    states = sorted((ti.task_id, ti.map_index, str(ti.state)) for ti in dag_run.get_task_instances())
+    assert [(task, index) for task, index, _ in states if task == "explain"] == [
+        ("explain", 0),
+        ("explain", 1),
+        ("explain", 2),
+    ]
+    prompts = sorted(body["messages"][0]["content"] for body in _bodies(llmock, "/chat/completions")[1:])
+    assert prompts == [
+        "Explain text embeddings in one paragraph (topic 1).",
+        "Explain vector search in one paragraph (topic 2).",
+        "Explain workflow scheduling in one paragraph (topic 0).",
+    ]
+    answers = [response["choices"][0]["message"]["content"] for response in xcoms_of(dag_run, "explain")]
+    [embedding] = _bodies(llmock, "/embeddings")
+    assert embedding["input"] == answers and len(answers) == 3  # one list, in topic order
+    assert len(xcom_value(dag_run, "embed")["data"]) == 3
