@@ -257,3 +257,29 @@ def test_an_input_that_gives_neither_text_nor_texts_fails_clearly(airflow_db, st
     dag_run = run_dag(_dag(text, "bad_input"))
     assert _states(dag_run)["embed"] == ["failed"]
     assert all(body["input"] != {"a": 1} for body in _bodies(stub, "/embeddings"))
+
+
+@pytest.mark.parametrize("task_id", ["explain", "explain__for_each"])
+def test_a_worker_running_one_item_builds_only_its_dag(tmp_path, monkeypatch, task_id):
+    """What a worker does before running a mapped task instance (or the items task): the parsing
+    context names the DAG, and the loader builds that DAG only."""
+    from conftest import REPO_ROOT
+
+    from ovh_ai_dagfactory import load_pipelines
+
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    for name in ("explain_topics.yaml", "summarize_then_embed.yaml", "classify_ticket.yaml"):
+        (folder / name).write_bytes((REPO_ROOT / "pipelines" / name).read_bytes())
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "explain_topics")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", task_id)
+    namespace: dict[str, Any] = {}
+    result = load_pipelines(folder, namespace, cache_dir=False)
+    assert result.dag_ids == ["explain_topics"] and not result.rejected
+    [dag] = [value for value in namespace.values() if getattr(value, "dag_id", None) == "explain_topics"]
+    assert type(dag.get_task("explain")).__name__ == "MappedOperator"
+    assert dag.get_task("explain").partial_kwargs["step_kinds"] == {
+        "extract": "chat",
+        "explain": "chat",
+        "embed": "embedding",
+    }
