@@ -18,14 +18,11 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, Union
 
 from ovh_ai_dagfactory.spec.declare import (
-    AFTER_DEFAULTS,
     BOOLEAN,
-    MAPPING,
     NON_EMPTY_STRING,
     REQUEST,
     SAME,
     STRING,
-    STRING_LIST,
     Declared,
     Group,
     Shape,
@@ -37,7 +34,18 @@ from ovh_ai_dagfactory.spec.declare import (
     plain_value,
 )
 from ovh_ai_dagfactory.spec.output_schema import load_output_schema
-from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DAG_ID, DATE, DURATION, FOR_EACH, PARAMS, SCHEDULE, TAGS
+from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DAG_ID, DATE, PARAMS, SCHEDULE, TAGS
+from ovh_ai_dagfactory.spec.shared_fields import (
+    DEPENDS_ON,
+    EXECUTION_TIMEOUT,
+    EXTRA_BODY,
+    FOR_EACH_ITEMS,
+    MAX_PARALLEL,
+    MODEL,
+    RETRIES,
+    RETRY_DELAY,
+    STEP_DESCRIPTION,
+)
 
 StepKind = Literal["chat", "embedding"]
 MessageRole = Literal["system", "user", "assistant"]
@@ -49,69 +57,6 @@ class Position:
 
     line: int
     column: int
-
-
-# -- declarations shared by several objects (each lives once in the schema's $defs) -------------
-
-MODEL = Declared(
-    NON_EMPTY_STRING,
-    "Model name as listed in the OVHcloud AI Endpoints catalog; may be a Jinja template such as "
-    "{{ var.value.llm_model }}.",
-    ("Meta-Llama-3_3-70B-Instruct", "BGE-M3", "{{ var.value.llm_model }}"),
-    templated=True,
-    required=AFTER_DEFAULTS,
-)
-RETRIES = Declared(integer(0), "How many times Airflow retries the task after a failure (rate limits, timeouts).", (3,))
-RETRY_DELAY = Declared(DURATION, "Wait between retries.", ("30s", 60))
-EXECUTION_TIMEOUT = Declared(
-    DURATION, "Maximum run time of one task try; Airflow fails the try when it is exceeded.", ("10m", 600)
-)
-STEP_DESCRIPTION = Declared(
-    STRING,
-    "Free text shown as the task's documentation in the Airflow UI.",
-    ("Summarise yesterday's report",),
-    argument="doc_md",
-    in_defaults=False,
-)
-DEPENDS_ON = Declared(
-    STRING_LIST,
-    "Ids of steps that must finish before this one. Steps referenced in templates as "
-    "steps.<id>.<output> are added automatically.",
-    (["summarize"],),
-    argument=None,  # edges, not an operator argument
-    in_defaults=False,
-)
-EXTRA_BODY = Declared(
-    MAPPING,
-    "Unvalidated: extra keys merged into the request body as they are (the openai SDK's extra_body), "
-    "for endpoint parameters this format does not model. Nothing here is checked before the call.",
-    ({"repetition_penalty": 1.1},),
-    argument=REQUEST,
-)
-
-FOR_EACH_ITEMS = Declared(
-    FOR_EACH,
-    "Fan-out: run the step once per item, as an Airflow mapped task (one task instance per item, each "
-    "retried on its own). A list, or one template giving a list ({{ steps.<id>.json.topics }}, "
-    "{{ params.documents }}). The step's templates read the item as {{ item }} and its position (from 0) as "
-    "{{ item_index }}; later steps read its outputs as lists in item order: steps.<id>.contents, .jsons, "
-    ".responses, and .embeddings (the vectors of all items). An empty list runs no item; later steps then "
-    "see [].",
-    (["Airflow", "Embeddings"], "{{ steps.extract.json.topics }}"),
-    templated=True,
-    native=True,
-    argument=None,  # the builder expands the task over it (factory/builder.py)
-    in_defaults=False,
-)
-MAX_PARALLEL = Declared(
-    integer(1),
-    "With for_each: at most this many items run at the same time (Airflow's max_active_tis_per_dagrun), "
-    "e.g. to stay under the endpoint's rate limit.",
-    (8,),
-    argument="max_active_tis_per_dagrun",
-    in_defaults=False,
-    default_text="no limit beyond the pool's and Airflow's",
-)
 
 
 @dataclass(frozen=True)
