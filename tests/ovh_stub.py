@@ -13,7 +13,14 @@ This stub (stdlib only, a real socket on 127.0.0.1) adds:
 - structured output: a chat request with `response_format.type == "json_schema"` is answered with
   JSON made for its schema (objects with their required properties, one-item arrays, "example",
   1, true, an enum's first value); `structured_output("invalid" | "mismatch", times=1)` makes the
-  next such answers broken JSON, or JSON whose first leaf has the wrong type / value.
+  next such answers broken JSON, or JSON whose first leaf has the wrong type / value;
+- embeddings at volume (issue 10), all off by default: `limit_rate(rpm, window=60)` answers 429 with
+  Retry-After / retry-after-ms above `rpm` requests per minute (a sliding window of `window` seconds
+  holding rpm × window / 60 requests); `latency` seconds per request and `delay(seconds, times)`
+  for the next requests only (so a first batch can finish last); `max_input_tokens` (a text over
+  it gets a vLLM-like 400 naming the token counts, tokens = words) and `max_body_bytes` (413);
+  `dimensions` overrides the vector size (the request's own `dimensions` parameter is honoured
+  too); `counts()` gives the requests and the 429s answered.
 
     with OVHStub(token="secret") as stub:
         stub.base_url            # http://127.0.0.1:PORT/v1
@@ -21,12 +28,14 @@ This stub (stdlib only, a real socket on 127.0.0.1) adds:
         stub.respond(200, body=b"<html>", headers={"content-type": "text/html"}, model="BGE-M3")
         stub.structured_output("invalid", times=1, model="gpt-oss-120b")
         stub.requests[-1].headers["authorization"]
+        stub.limit_rate(600, window=1.0); stub.latency = 0.05; stub.counts()  # {"requests": .., "429": ..}
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -57,6 +66,7 @@ class StubRequest:
     status: int = 0
     request_id: str = ""
     at: float = field(default_factory=time.monotonic)
+    answered_at: float = 0.0  # when the answer was ready (after any latency)
 
 
 @dataclass
@@ -77,7 +87,8 @@ class OVHStub:
         self._faults: list[_Fault] = []
         self._structured: list[_Fault] = []  # body = the mode
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._init_volume_settings()
+        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -135,6 +146,97 @@ class OVHStub:
             self._faults.clear()
             self._structured.clear()
             self.requests.clear()
+        self._init_volume_settings()
+
+    # -- embeddings at volume: rate limit, latency, per-text and body limits --------------------
+
+    def _init_volume_settings(self) -> None:
+        self.latency = 0.0  # seconds slept before answering any request
+        self.max_input_tokens: int | None = None
+        self.max_body_bytes: int | None = None
+        self.dimensions: int | None = None
+        self.record_bodies = True  # a benchmark of 100k texts turns this off
+        self._rate: tuple[int, float] | None = None  # (requests allowed, window seconds)
+        self._accepted: list[float] = []  # arrival times of the requests inside the window
+        self._delays: list[tuple[float, str | None]] = []
+        self._count = 0
+        self._rate_limited = 0
+
+    def limit_rate(self, requests_per_minute: float, *, window: float = 60.0) -> OVHStub:
+        """Answer 429 (Retry-After, retry-after-ms) to a request arriving when the last `window`
+        seconds already hold requests_per_minute × window / 60 accepted requests."""
+        with self._lock:
+            self._rate = (max(1, int(requests_per_minute * window / 60)), window)
+            self._accepted.clear()
+        return self
+
+    def delay(self, seconds: float, *, times: int = 1, containing: str | None = None) -> OVHStub:
+        """Answer each of the next `times` requests (whose embedding input holds the text
+        `containing`, when given) `seconds` later than the others."""
+        with self._lock:
+            self._delays.extend([(seconds, containing)] * times)
+        return self
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {"requests": self._count, "429": self._rate_limited}
+
+    def _before_answer(self, length: int, body: Any) -> tuple[int, Any, dict[str, str]] | None:
+        """413 over `max_body_bytes`, 429 over the rate limit (at once, as a gateway answers), else
+        None after the latency (and any scripted delay) has passed."""
+        if self.max_body_bytes is not None and length > self.max_body_bytes:
+            with self._lock:
+                self._count += 1
+            message = f"Request body of {length} bytes exceeds the limit of {self.max_body_bytes} bytes"
+            return 413, _error(message, "PayloadTooLarge", 413), {}
+        refused = self._throttle()
+        if refused is not None:
+            return refused
+        inputs = body.get("input") if isinstance(body, dict) else None
+        texts = [inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []
+        extra = 0.0
+        with self._lock:
+            for i, (seconds, containing) in enumerate(self._delays):
+                if containing is None or containing in texts:
+                    extra = seconds
+                    del self._delays[i]
+                    break
+        if self.latency or extra:
+            time.sleep(self.latency + extra)
+        return None
+
+    def _throttle(self) -> tuple[int, Any, dict[str, str]] | None:
+        """The 429 answer when the rate limit is exceeded, else None (the request is counted)."""
+        with self._lock:
+            self._count += 1
+            if self._rate is None:
+                return None
+            allowed, window = self._rate
+            now = time.monotonic()
+            while self._accepted and self._accepted[0] <= now - window:
+                self._accepted.pop(0)
+            if len(self._accepted) < allowed:
+                self._accepted.append(now)
+                return None
+            self._rate_limited += 1
+            wait = self._accepted[0] + window - now
+        headers = {"Retry-After": str(max(1, math.ceil(wait))), "retry-after-ms": str(max(1, math.ceil(wait * 1000)))}
+        return 429, _error("Too many requests, please retry later", "RateLimitError", 429), headers
+
+    def _too_long(self, inputs: Any) -> tuple[int, Any, dict[str, str]] | None:
+        """vLLM's (and so OVH's) 400 for an input over the model's context, else None."""
+        if self.max_input_tokens is None:
+            return None
+        for text in [inputs] if isinstance(inputs, str) else list(inputs):
+            tokens = len(str(text).split())
+            if tokens > self.max_input_tokens:
+                message = (
+                    f"This model's maximum context length is {self.max_input_tokens} tokens. However, you "
+                    f"requested {tokens} tokens in the input for embedding generation. Please reduce the "
+                    "length of the input."
+                )
+                return 400, _error(message, "BadRequestError", 400), {}
+        return None
 
     def _next_fault(self, request: StubRequest, scripts: list[_Fault] | None = None) -> _Fault | None:
         model = request.body.get("model") if isinstance(request.body, dict) else None
@@ -170,7 +272,11 @@ class OVHStub:
             if model not in OVH_MODELS:
                 return 404, _error(f"Model '{model}' does not exist", "NotFoundError", 404), {}
             if route == "/embeddings":
-                return 200, _embeddings(model, request.body["input"]), {}
+                refused = self._too_long(request.body["input"])
+                if refused is not None:
+                    return refused
+                dims = self.dimensions or request.body.get("dimensions")
+                return 200, _embeddings(model, request.body["input"], dims), {}
             response_format = request.body.get("response_format") or {}
             if response_format.get("type") == "json_schema":
                 script = self._next_fault(request, self._structured)
@@ -262,9 +368,9 @@ def _violate(schema: Any, value: Any) -> Any:
     return ["not", "a", "scalar"] if not isinstance(value, (dict, list)) else 3
 
 
-def _embeddings(model: str, inputs: str | list[str]) -> dict[str, Any]:
+def _embeddings(model: str, inputs: str | list[str], dimensions: int | None = None) -> dict[str, Any]:
     texts = [inputs] if isinstance(inputs, str) else list(inputs)
-    dims = EMBEDDING_DIMENSIONS.get(model, 8)
+    dims = dimensions or EMBEDDING_DIMENSIONS.get(model, 8)
     data = []
     for index, text in enumerate(texts):
         seed = hashlib.sha256(text.encode()).digest()
@@ -272,6 +378,13 @@ def _embeddings(model: str, inputs: str | list[str]) -> dict[str, Any]:
         data.append({"object": "embedding", "index": index, "embedding": vector})
     tokens = sum(len(t.split()) for t in texts)
     return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+class _Server(ThreadingHTTPServer):
+    # Many clients connecting at once (a batch runner's workers) must not overflow the listen
+    # backlog (5 by default): a dropped SYN costs the client a second before it tries again.
+    request_queue_size = 128
+    daemon_threads = True
 
 
 def _handler_for(stub: OVHStub) -> type[BaseHTTPRequestHandler]:
@@ -288,23 +401,29 @@ def _handler_for(stub: OVHStub) -> type[BaseHTTPRequestHandler]:
             self._serve()
 
         def _serve(self) -> None:
+            arrived = time.monotonic()
             length = int(self.headers.get("content-length") or 0)
             raw = self.rfile.read(length) if length else b""
             try:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode(errors="replace")
+            early = stub._before_answer(length, body)
             request = StubRequest(
                 method=self.command,
                 path=self.path.split("?")[0],
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=body,
                 query=parse_qs(urlsplit(self.path).query),
+                at=arrived,
             )
             with stub._lock:
                 stub.requests.append(request)
                 request.request_id = f"req-{len(stub.requests):04d}"
-            status, payload, headers = stub.answer(request)
+            status, payload, headers = early if early is not None else stub.answer(request)
+            request.answered_at = time.monotonic()
+            if not stub.record_bodies:
+                request.body = None  # a benchmark's 100k texts are not kept
             request.status = status
             if isinstance(payload, bytes):
                 data, content_type = payload, "application/octet-stream"

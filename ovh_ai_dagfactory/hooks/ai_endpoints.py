@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ovh_ai_dagfactory.compat import AirflowNotFoundException, BaseHook, mask_secret
 from ovh_ai_dagfactory.hooks.connection import EndpointSettings, settings_from_connection
+from ovh_ai_dagfactory.hooks.embedding_batches import DEFAULT_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES
+from ovh_ai_dagfactory.hooks.embedding_runner import DEFAULT_MAX_CONCURRENCY
 from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, OVHCloudAIEndpointsError, api_key_not_found
 from ovh_ai_dagfactory.hooks.redaction import redact
 from ovh_ai_dagfactory.hooks.responses import wire_json
@@ -29,6 +31,7 @@ DEFAULT_TIMEOUT = 300.0  # seconds; a long answer of a 70B model takes minutes, 
 DEFAULT_MAX_RETRIES = 2  # the SDK's own default: 3 tries, backoff 0.5 s x 2^n, honouring Retry-After
 _CONNECT_TIMEOUT = 10.0  # an unreachable host should fail fast even when reads may take minutes
 _MODEL_LIST_TIMEOUT = 10.0  # the listing behind a 404 hint must not delay the real error much
+DEFAULT_REQUESTS_PER_MINUTE = 400  # OVH's rate limit per model with a token
 
 
 class OVHCloudAIEndpointsHook(BaseHook):
@@ -142,17 +145,58 @@ class OVHCloudAIEndpointsHook(BaseHook):
 
         `kwargs` are any other parameter of the openai SDK's `embeddings.create` (`dimensions`,
         `user`, ...), including `extra_body`, `extra_headers`, `extra_query` and `timeout`.
+        One request, whatever the size of `input`: `embed_texts` splits a large input.
         """
-        # The SDK would ask for base64 and decode it; not every OpenAI-compatible server implements
-        # base64, and floats are what the wire JSON (and the seed's response shape) shows.
-        kwargs.setdefault("encoding_format", "float")
-        params = _without_none(**kwargs)
+        params = _embedding_parameters(kwargs)
         client = self.get_conn()
-        create = client.embeddings.with_raw_response.create
-        _check_parameters(create, "embedding", "embeddings.create", params)
-        with self._translated_errors("embedding", model):
-            raw = create(model=model, input=input, **self._with_auth(params))
-        return self._parsed(raw, "embedding", model)
+        _check_parameters(client.embeddings.with_raw_response.create, "embedding", "embeddings.create", params)
+        return self._embedding_request(client, model, input, params)
+
+    def embed_texts(
+        self,
+        model: str,
+        input: str | Iterable[str],  # noqa: A002
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        requests_per_minute: float | None = DEFAULT_REQUESTS_PER_MINUTE,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_result_bytes: int | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Embed any number of texts; returns one response shaped as `create_embedding`'s, with
+        `data[i].index` the index in `input` and `usage` summed over the requests.
+
+        An input that fits in one request (one text, or at most `batch_size` texts under
+        `max_request_bytes`) is sent as `create_embedding` sends it. A larger one is split into
+        requests of at most `batch_size` texts under `max_request_bytes`, `max_concurrency` in
+        flight, paced to `requests_per_minute` (None: no pacing), paused together on 429 and
+        retried per batch (see `embedding_runner.py`), with a progress line every 10 s.
+
+        :param max_result_bytes: refuse (`EmbeddingsTooLargeError`, after the first batch) a
+            result whose vectors would take more than this many bytes as JSON; None: no limit.
+        """
+        from ovh_ai_dagfactory.hooks import embedding_jobs
+
+        return embedding_jobs.embed_texts(
+            self,
+            model,
+            input,
+            batch_size=batch_size,
+            max_concurrency=max_concurrency,
+            requests_per_minute=requests_per_minute,
+            max_request_bytes=max_request_bytes,
+            max_result_bytes=max_result_bytes,
+            params=_embedding_parameters(kwargs),
+        )
+
+    def embedding_sender(self, model: str, params: dict[str, Any]) -> Callable[[list[str]], dict[str, Any]]:
+        """One embedding request per call, without the SDK's retries: for a batch runner that
+        retries, paces and pauses on 429 itself (`embedding_runner.py` says why). `params` as
+        `create_embedding`'s keyword arguments; checked against the SDK once, here."""
+        client = self.get_conn().with_options(max_retries=0)
+        _check_parameters(client.embeddings.with_raw_response.create, "embedding", "embeddings.create", params)
+        return lambda texts: self._embedding_request(client, model, texts, params)
 
     def list_models(self) -> list[str]:
         """Ids of the models the endpoint lists (GET /models), in the endpoint's order."""
@@ -171,6 +215,17 @@ class OVHCloudAIEndpointsHook(BaseHook):
         return True, f"Connection successful: {self.settings.base_url} lists {len(models)} models ({shown})."
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _embedding_request(
+        self,
+        client: openai.OpenAI,
+        model: str,
+        input: str | list[str],  # noqa: A002
+        params: dict[str, Any],
+    ) -> dict[str, Any]:
+        with self._translated_errors("embedding", model):
+            raw = client.embeddings.with_raw_response.create(model=model, input=input, **self._with_auth(params))
+        return self._parsed(raw, "embedding", model)
 
     def _parsed(self, raw: Any, operation: str, model: str | None) -> dict[str, Any]:
         """The wire JSON of a 2xx, shape-checked and with the token redacted (see responses.py).
@@ -250,6 +305,12 @@ def _check_parameters(create: Callable[..., Any], operation: str, method: str, p
         f"{openai.__version__} does not accept in {method}(). Parameters the SDK does not model go in "
         f"extra_body, e.g. extra_body={{'{unknown[0]}': ...}}; they are sent as they are."
     )
+
+
+def _embedding_parameters(kwargs: dict[str, Any]) -> dict[str, Any]:
+    # The SDK would ask for base64 and decode it; not every OpenAI-compatible server implements
+    # base64, and floats are what the wire JSON (and the seed's response shape) shows.
+    return _without_none(**{"encoding_format": "float", **kwargs})
 
 
 def _without_none(**params: Any) -> dict[str, Any]:

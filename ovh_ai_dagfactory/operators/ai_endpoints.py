@@ -38,7 +38,13 @@ from functools import cached_property
 from typing import Any
 
 from ovh_ai_dagfactory.compat import BaseOperator, Context
-from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
+from ovh_ai_dagfactory.hooks.ai_endpoints import DEFAULT_REQUESTS_PER_MINUTE, OVHCloudAIEndpointsHook
+from ovh_ai_dagfactory.hooks.embedding_batches import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_REQUEST_BYTES,
+    check_batch_settings,
+)
+from ovh_ai_dagfactory.hooks.embedding_runner import DEFAULT_MAX_CONCURRENCY
 from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
 from ovh_ai_dagfactory.hooks.results import chat_content, chat_json, check_output_schema, embedding_vectors
 
@@ -46,6 +52,17 @@ from ovh_ai_dagfactory.hooks.results import chat_content, chat_json, check_outpu
 # completion_kwargs / embedding_kwargs.
 CHAT_ARGUMENTS = ("model", "messages", "temperature", "max_tokens", "top_p", "stop")
 EMBEDDING_ARGUMENTS = ("model", "input")
+# The embedding operator's own arguments about how a large input is run: not request parameters,
+# refused in embedding_kwargs all the same (the hook would take them as its own).
+EMBEDDING_JOB_ARGUMENTS = (
+    "batch_size",
+    "max_concurrency",
+    "requests_per_minute",
+    "max_request_bytes",
+    "max_result_bytes",
+)
+_EMBEDDING_OWN_ARGUMENTS = EMBEDDING_ARGUMENTS + EMBEDDING_JOB_ARGUMENTS
+DEFAULT_MAX_XCOM_BYTES = 16 * 1024 * 1024
 _SCHEMA_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 
 
@@ -179,13 +196,26 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
 
 
 class OVHCloudAIEndpointsEmbeddingOperator(OVHCloudAIEndpointsBaseOperator):
-    """Embed one text or a batch; returns the OpenAI-shaped response dict (pushed to XCom).
+    """Embed one text or any number of texts; returns the OpenAI-shaped response dict (pushed to XCom).
+
+    An input of at most `batch_size` texts is sent in one request, as it always was. A larger one is
+    split into requests of at most `batch_size` texts under the endpoint's 2 MB body limit, sent
+    `max_concurrency` at a time, paced to `requests_per_minute`, paused together on 429 and retried
+    per batch (`hooks/embedding_runner.py`); the response is still one `list` with `data[i].index`
+    the index in `input` and `usage` summed.
 
     :param model: embedding model, e.g. `BGE-M3` (templated).
     :param input: a string or a list of strings (templated).
     :param embedding_kwargs: any other parameter of the embeddings request (`dimensions`, `user`,
         `encoding_format`, ...) and the openai SDK's `extra_body` / `extra_headers` /
-        `extra_query` (templated). `model` and `input` are refused there.
+        `extra_query` (templated). `model`, `input` and the batching arguments are refused there.
+    :param batch_size: texts per request (default 64).
+    :param max_concurrency: requests in flight (default 4).
+    :param requests_per_minute: client-side pacing (default 400, OVH's limit per model with a
+        token); None or 0: no pacing (429s still pause every request).
+    :param max_xcom_bytes: the largest result pushed to XCom (default 16 MiB, about a thousand
+        1024-dimension vectors); above it the task fails after the first batch, suggesting
+        `output`. None: no limit.
     :param ovh_conn_id: Airflow connection id (templated).
     """
 
@@ -199,6 +229,10 @@ class OVHCloudAIEndpointsEmbeddingOperator(OVHCloudAIEndpointsBaseOperator):
         model: str,
         input: str | list[str],  # noqa: A002 - the seed's (and OpenAI's) parameter name
         embedding_kwargs: dict[str, Any] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        requests_per_minute: float | None = DEFAULT_REQUESTS_PER_MINUTE,
+        max_xcom_bytes: int | None = DEFAULT_MAX_XCOM_BYTES,
         ovh_conn_id: str = OVHCloudAIEndpointsHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -207,14 +241,25 @@ class OVHCloudAIEndpointsEmbeddingOperator(OVHCloudAIEndpointsBaseOperator):
         self.model = model
         self.input = input
         self.embedding_kwargs = embedding_kwargs
-        _extra_parameters("embedding_kwargs", embedding_kwargs, EMBEDDING_ARGUMENTS, rendered=False)
+        self.batch_size = batch_size
+        self.max_concurrency = max_concurrency
+        self.requests_per_minute = requests_per_minute
+        self.max_xcom_bytes = max_xcom_bytes
+        _extra_parameters("embedding_kwargs", embedding_kwargs, _EMBEDDING_OWN_ARGUMENTS, rendered=False)
+        check_batch_settings(batch_size, DEFAULT_MAX_REQUEST_BYTES)  # a DAG import error, not a failed task
 
     def build_request(self, context: Context) -> dict[str, Any]:
-        extra = _extra_parameters("embedding_kwargs", self.embedding_kwargs, EMBEDDING_ARGUMENTS, rendered=True)
+        extra = _extra_parameters("embedding_kwargs", self.embedding_kwargs, _EMBEDDING_OWN_ARGUMENTS, rendered=True)
         return {"model": self.model, "input": self.input, **extra}
 
     def call_endpoint(self, request: dict[str, Any]) -> dict[str, Any]:
-        return self.hook.create_embedding(**request)
+        return self.hook.embed_texts(
+            **request,
+            batch_size=self.batch_size,
+            max_concurrency=self.max_concurrency,
+            requests_per_minute=self.requests_per_minute,
+            max_result_bytes=self.max_xcom_bytes,
+        )
 
     def check_result(self, response: dict[str, Any], request: dict[str, Any]) -> None:
         """One non-empty vector per input, each input's index present once."""

@@ -1,0 +1,135 @@
+"""The requests of an embedding job: texts split into batches of at most `batch_size` texts whose
+request body stays under the endpoint's limit (OVH refuses bodies over 2 MB).
+
+A batch's size in the body is estimated from each text's JSON form with ASCII escapes, which is
+never smaller than what the openai SDK sends (UTF-8 or escapes), so a batch under the limit here is
+under it on the wire. The split depends only on the texts and the settings, so a retried task
+splits its input the same way and finds the parts an earlier try wrote (`embedding_store.py`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
+
+DEFAULT_BATCH_SIZE = 64  # texts per request: the issue's example; OVH's limit per model is higher
+DEFAULT_MAX_REQUEST_BYTES = 2_000_000  # OVH AI Endpoints' request body limit ("2 MB")
+_ENVELOPE_SLACK = 256  # bytes of JSON punctuation and headers-free framing around `input`
+
+
+@dataclass
+class Batch:
+    """Texts sent in one request. `number` names the output part; `start` is the global index of
+    the first text, so `data[i].index` of the answer becomes `start + i`."""
+
+    number: int
+    start: int
+    texts: list[str] = field(default_factory=list)
+    ids: list[Any] | None = None  # one per text when the input has ids
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.texts)
+
+    def describe(self) -> str:
+        return f"batch {self.number} (texts {self.start}-{self.end - 1})"
+
+    def text_label(self, offset: int) -> str:
+        """'text 770' or "text 770 (id 'doc-9')": how messages name one text of the input."""
+        label = f"text {self.start + offset}"
+        if self.ids is not None and self.ids[offset] is not None:
+            label += f" (id {self.ids[offset]!r})"
+        return label
+
+    def part(self, first: int, stop: int) -> Batch:
+        """Texts `first` to `stop` (offsets in this batch), as a batch of their own (same number)."""
+        ids = self.ids[first:stop] if self.ids is not None else None
+        return Batch(self.number, self.start + first, self.texts[first:stop], ids)
+
+
+def envelope_bytes(model: str, params: dict[str, Any]) -> int:
+    """Bytes of a request body without its texts: the model and the other parameters."""
+    try:
+        return len(json.dumps({"model": model, "input": [], **params}, default=str)) + _ENVELOPE_SLACK
+    except (TypeError, ValueError):  # a parameter json cannot encode: the SDK will say so
+        return 4096
+
+
+def text_bytes(text: str) -> int:
+    """An upper bound of what `text` adds to a request body: its escaped JSON form and a comma."""
+    return len(json.dumps(text)) + 1
+
+
+def split_batches(
+    items: Iterable[tuple[Any, str]],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    envelope: int = _ENVELOPE_SLACK,
+) -> Iterator[Batch]:
+    """`(id, text)` pairs (id None when the input has none) as batches, lazily: the input is read
+    as the batches are consumed, so a large file never sits in memory.
+
+    Raises `InvalidRequestError` for a text that is not a string, or whose request alone would be
+    over `max_request_bytes`, naming its index (and id).
+    """
+    check_batch_settings(batch_size, max_request_bytes)
+    budget = max_request_bytes - envelope
+    batch = Batch(0, 0, [], [])
+    size = 0
+    has_ids = False
+    for index, (text_id, text) in enumerate(items):
+        label = f"text {index}" + (f" (id {text_id!r})" if text_id is not None else "")
+        if not isinstance(text, str):
+            raise InvalidRequestError(
+                f"Invalid request: {label} of the embedding input is {type(text).__name__} "
+                f"{str(text)[:80]!r}, not a string. Every input must be a text."
+            )
+        cost = text_bytes(text)
+        if cost > budget:
+            raise InvalidRequestError(
+                f"Invalid request: {label} is {cost:,} bytes in a request body, over the endpoint's limit of "
+                f"{max_request_bytes:,} bytes (max_request_bytes) on its own. Split it into smaller texts "
+                "before embedding: it is also far longer than any embedding model's context."
+            )
+        if batch.texts and (len(batch.texts) >= batch_size or size + cost > budget):
+            yield _finished(batch, has_ids)
+            batch, size, has_ids = Batch(batch.number + 1, index, [], []), 0, False
+        batch.texts.append(text)
+        assert batch.ids is not None  # set to None only once the batch is finished
+        batch.ids.append(text_id)
+        has_ids = has_ids or text_id is not None
+        size += cost
+    if batch.texts:
+        yield _finished(batch, has_ids)
+
+
+def check_batch_settings(batch_size: int, max_request_bytes: int) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InvalidRequestError(f"Invalid request: batch_size must be a whole number ≥ 1, not {batch_size!r}.")
+    if not isinstance(max_request_bytes, int) or max_request_bytes <= _ENVELOPE_SLACK:
+        raise InvalidRequestError(
+            f"Invalid request: max_request_bytes must be a whole number of bytes above {_ENVELOPE_SLACK}, "
+            f"not {max_request_bytes!r}."
+        )
+
+
+def _finished(batch: Batch, has_ids: bool) -> Batch:
+    if not has_ids:
+        batch.ids = None  # no ids to carry: messages name texts by index only
+    return batch
+
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "Batch",
+    "check_batch_settings",
+    "envelope_bytes",
+    "split_batches",
+    "text_bytes",
+]

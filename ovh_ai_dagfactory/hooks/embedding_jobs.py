@@ -1,0 +1,173 @@
+"""Embedding jobs as the hook runs them: texts split into batches (`embedding_batches.py`), run
+concurrently (`embedding_runner.py`), and the vectors gathered into one response in input order.
+
+The response of a job of several requests has the shape of one `create_embedding` answer:
+`{"object": "list", "data": [{"object": "embedding", "index": i, "embedding": [...]}, ...],
+"model": ..., "usage": {"prompt_tokens": ..., "total_tokens": ...}}`, `index` counting across
+batches and `usage` summed, so every reader of today's response (`results.embedding_vectors`,
+`steps.<id>.embeddings`) reads it unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ovh_ai_dagfactory.hooks.embedding_batches import (
+    check_batch_settings,
+    envelope_bytes,
+    split_batches,
+    text_bytes,
+)
+from ovh_ai_dagfactory.hooks.embedding_progress import EmbeddingProgress
+from ovh_ai_dagfactory.hooks.embedding_runner import (
+    BatchResult,
+    EmbeddingsTooLargeError,
+    RetryPolicy,
+    run_batches,
+)
+from ovh_ai_dagfactory.hooks.request_pacing import RequestPacer
+
+if TYPE_CHECKING:
+    from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
+
+_ITEM_OVERHEAD = 48  # bytes of '{"object": "embedding", "index": 12345, "embedding": }, ' around a vector
+
+
+def embed_texts(
+    hook: OVHCloudAIEndpointsHook,
+    model: str,
+    texts: str | Iterable[str],
+    *,
+    batch_size: int,
+    max_concurrency: int,
+    requests_per_minute: float | None,
+    max_request_bytes: int,
+    max_result_bytes: int | None,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """See `OVHCloudAIEndpointsHook.embed_texts`."""
+    check_batch_settings(batch_size, max_request_bytes)
+    envelope = envelope_bytes(model, params)
+    if isinstance(texts, str) or _is_token_ids(texts):
+        response = hook.create_embedding(model, texts, **params)  # type: ignore[arg-type]
+        _check_result_size(_vectors(response), 1, max_result_bytes)
+        return response
+    texts = list(texts)
+    if len(texts) <= batch_size and _fits(texts, max_request_bytes - envelope):
+        # One request, exactly as before batching existed: same body, same SDK retries.
+        response = hook.create_embedding(model, texts, **params)
+        _check_result_size(_vectors(response), len(texts), max_result_bytes)
+        return response
+
+    results: dict[int, BatchResult] = {}
+    lock = threading.Lock()
+
+    def keep(result: BatchResult) -> None:
+        with lock:
+            first = not results
+            results[result.batch.number] = result
+        if first:  # before the rest of the job is paid for
+            _check_result_size(result.vectors, len(texts), max_result_bytes)
+
+    batches = split_batches(
+        ((None, text) for text in texts),
+        batch_size=batch_size,
+        max_request_bytes=max_request_bytes,
+        envelope=envelope,
+    )
+    progress = run_job(
+        hook,
+        model,
+        params,
+        batches,
+        keep,
+        total=len(texts),
+        batch_size=batch_size,
+        max_concurrency=max_concurrency,
+        requests_per_minute=requests_per_minute,
+    )
+    data = [
+        {"object": "embedding", "index": results[number].batch.start + offset, "embedding": vector}
+        for number in sorted(results)
+        for offset, vector in enumerate(results[number].vectors)
+    ]
+    answered = next((r.model for r in results.values() if r.model), None)
+    return {"object": "list", "data": data, "model": answered or model, "usage": progress.usage()}
+
+
+def run_job(
+    hook: OVHCloudAIEndpointsHook,
+    model: str,
+    params: dict[str, Any],
+    batches: Iterable[Any],
+    on_result: Any,
+    *,
+    total: int | None,
+    batch_size: int,
+    max_concurrency: int,
+    requests_per_minute: float | None,
+    progress: EmbeddingProgress | None = None,
+) -> EmbeddingProgress:
+    """Run `batches` through the hook's connection; returns the job's progress (its counters)."""
+    send = hook.embedding_sender(model, params)
+    progress = progress or EmbeddingProgress(total, hook.log)
+    hook.log.info(
+        "Embedding %s texts with model %s: batches of at most %s texts, %s in flight, %s",
+        f"{total:,}" if total is not None else "the",
+        model,
+        batch_size,
+        max_concurrency,
+        f"paced to {requests_per_minute:g} requests/min" if requests_per_minute else "no pacing",
+    )
+    run_batches(
+        batches,
+        send,
+        on_result,
+        pacer=RequestPacer(requests_per_minute),
+        progress=progress,
+        max_concurrency=max_concurrency,
+        policy=RetryPolicy(max_retries=hook.settings.max_retries),
+    )
+    progress.log_final()
+    return progress
+
+
+def _check_result_size(vectors: list[Any], count: int, limit: int | None) -> None:
+    """`EmbeddingsTooLargeError` when `count` vectors like the first of `vectors` exceed `limit` bytes."""
+    if limit is None or not vectors or vectors[0] is None:
+        return
+    estimate = (len(json.dumps(vectors[0])) + _ITEM_OVERHEAD) * count
+    if estimate > limit:
+        raise EmbeddingsTooLargeError(
+            f"Embeddings too large for XCom: {count:,} vectors of {len(vectors[0]):,} dimensions are about "
+            f"{estimate / 1e6:,.1f} MB as JSON, over the limit of {limit / 1e6:,.1f} MB (max_xcom_bytes). Set "
+            "`output` to a directory URI (e.g. output='s3://bucket/vectors/' or 'file:///data/vectors/'): the "
+            "vectors are written there in parts and XCom gets a small manifest. Or raise max_xcom_bytes if your "
+            "XCom backend stores large values outside the metadata DB."
+        )
+
+
+def _vectors(response: dict[str, Any]) -> list[Any]:
+    return [item.get("embedding") if isinstance(item, dict) else None for item in response.get("data") or []]
+
+
+def _fits(texts: list[str], budget: int) -> bool:
+    total = 0
+    for text in texts:
+        if not isinstance(text, str):
+            return True  # one request, as before: the server (or the SDK) says what is wrong
+        total += text_bytes(text)
+        if total > budget:
+            return False
+    return True
+
+
+def _is_token_ids(value: Any) -> bool:
+    # A list of token ids is one input, as in OpenAI's API.
+    return isinstance(value, list) and bool(value) and all(isinstance(v, int) for v in value)
+
+
+__all__ = ["embed_texts", "run_job"]
