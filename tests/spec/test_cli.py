@@ -114,3 +114,34 @@ def test_validate_imports_neither_airflow_nor_openai() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.stdout.splitlines()[-1] == "HEAVY [] 1", result.stdout[-500:] + result.stderr[-2000:]
+
+
+def test_python_dash_m_package_is_the_command_line_and_version_says_what_is_installed() -> None:
+    from importlib.metadata import version
+
+    import ovh_ai_dagfactory
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ovh_ai_dagfactory", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        f"ovh-ai-dagfactory {ovh_ai_dagfactory.__version__} (apache-airflow {version('apache-airflow')}, "
+        f"openai {version('openai')}, Python {sys.version.split()[0]})\n"
+    )
+    imported = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line]
+    assert not [name for name in imported if name.split(".")[0] in ("airflow", "openai")]
+    # The installed distribution's version is the package's own (declared once, read by hatch).
+    assert version("ovh-ai-dagfactory") == ovh_ai_dagfactory.__version__
+    validate = subprocess.run(
+        [sys.executable, "-m", "ovh_ai_dagfactory", "validate", "pipelines"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert validate.returncode == 0 and validate.stdout.endswith(" files valid\n"), validate.stderr
