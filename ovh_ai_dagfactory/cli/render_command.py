@@ -77,19 +77,9 @@ def parse_or_report(path: str) -> Pipeline | None:
 def render_text(pipeline: Pipeline, out: TextIO) -> None:
     arguments = dag_arguments(pipeline, pipeline.source_file)
     out.write(f"DAG {pipeline.dag_id}  ({pipeline.source_file})\n")
-    for name in (
-        "description",
-        "schedule",
-        "start_date",
-        "end_date",
-        "catchup",
-        "tags",
-        "max_active_runs",
-        "params",
-        "default_args",
-    ):
-        if name in arguments and arguments[name] not in (None, [], {}):
-            out.write(f"  {name}: {_value(arguments[name])}\n")
+    for name, value in arguments.items():
+        if name not in ("dag_id", "doc_md") and value not in (None, [], {}):
+            out.write(f"  {name}: {_value(value)}\n")
     out.write("\nTasks\n")
     for step in pipeline.steps:
         upstream = pipeline.upstream_of(step.step_id)

@@ -35,6 +35,9 @@ _BLAME_ORDER = (
     "tags",
     "catchup",
     "max_active_runs",
+    "max_active_tasks",
+    "dagrun_timeout",
+    "owner_links",
     "end_date",
     "start_date",
     "schedule",
@@ -158,8 +161,9 @@ def _for_each_upstream(step: Step) -> tuple[str, ...]:
 
 def _after_fan_out(arguments: dict[str, Any], upstream: tuple[str, ...], mapped: tuple[str, ...]) -> dict[str, Any]:
     """A task reading a for_each step runs even when that step ran for no item (Airflow skips a task
-    mapped over an empty list, and `all_success` would skip everything after it): it then reads []."""
-    if any(step_id in mapped for step_id in upstream):
+    mapped over an empty list, and `all_success` would skip everything after it): it then reads [].
+    A trigger_rule the step sets itself wins."""
+    if "trigger_rule" not in arguments and any(step_id in mapped for step_id in upstream):
         return {**arguments, "trigger_rule": "none_failed"}
     return arguments
 

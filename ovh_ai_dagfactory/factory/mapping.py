@@ -79,6 +79,8 @@ def doc_md(pipeline: Pipeline, source_label: str, upstream: dict[str, tuple[str,
     lines = []
     if pipeline.description:
         lines += [pipeline.description, ""]
+    if pipeline.doc_md:
+        lines += [pipeline.doc_md.rstrip("\n"), ""]
     lines += [
         f"Pipeline file: `{source_label}` (built by ovh-ai-dagfactory)",
         "",

@@ -24,7 +24,6 @@ from ovh_ai_dagfactory.spec.declare import (
     SAME,
     STRING,
     Declared,
-    Group,
     Shape,
     declared_fields,
     enum,
@@ -34,7 +33,7 @@ from ovh_ai_dagfactory.spec.declare import (
     plain_value,
 )
 from ovh_ai_dagfactory.spec.output_schema import load_output_schema
-from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DAG_ID, DATE, PARAMS, SCHEDULE, TAGS
+from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DAG_ID, DATE, DURATION, PARAMS, SCHEDULE, TAGS
 from ovh_ai_dagfactory.spec.shared_fields import (
     DEPENDS_ON,
     EXECUTION_TIMEOUT,
@@ -46,6 +45,7 @@ from ovh_ai_dagfactory.spec.shared_fields import (
     RETRY_DELAY,
     STEP_DESCRIPTION,
 )
+from ovh_ai_dagfactory.spec.task_options import OPTIONS, TaskOptions
 
 StepKind = Literal["chat", "embedding"]
 MessageRole = Literal["system", "user", "assistant"]
@@ -81,24 +81,6 @@ class Message:
 
 
 MESSAGES = Shape({"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/message"}}, "list of messages")
-
-
-@dataclass(frozen=True)
-class TaskOptions:
-    """Airflow task arguments every step (and `defaults.<kind>`) may set, written inline in the step."""
-
-    retries: int | None = RETRIES.field()
-    retry_delay: timedelta | None = RETRY_DELAY.field()
-    execution_timeout: timedelta | None = EXECUTION_TIMEOUT.field()
-    connection: str | None = Declared(
-        CONNECTION_ID,
-        "Airflow connection id holding the AI Endpoints token (and optionally the base URL).",
-        ("ovh_ai_endpoints_default",),
-        argument=None,  # the connection rule (step, then pipeline, then the hook's default): factory/mapping.py
-    ).field()
-
-
-OPTIONS = Group("Airflow task options, written inline in the step")
 
 
 @dataclass(frozen=True)
@@ -312,6 +294,27 @@ class Pipeline:
     tags: tuple[str, ...] = Declared(TAGS, "Labels to filter DAGs in the Airflow UI.", (["reports", "llm"],)).field(())
     max_active_runs: int | None = Declared(
         integer(1), "Maximum number of runs of this DAG at the same time.", (1,)
+    ).field()
+    max_active_tasks: int | None = Declared(
+        integer(1), "Maximum number of this DAG's tasks running at the same time, across its runs.", (8,)
+    ).field()
+    dagrun_timeout: timedelta | None = Declared(
+        DURATION, "A run still going after this long is failed by Airflow.", ("2h",)
+    ).field()
+    owner_links: dict[str, str] | None = Declared(
+        Shape(
+            {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
+            "mapping of owner → link",
+            dict,
+        ),
+        "Links for the owners shown in the Airflow UI: owner name → an http(s) URL or a mailto: address.",
+        ({"data": "https://wiki.example.com/data-team"},),
+    ).field()
+    doc_md: str | None = Declared(
+        STRING,
+        "Markdown shown in the DAG's Docs panel, above the table of steps ovh-ai-dagfactory adds.",
+        ("Owned by the data team; see the runbook.",),
+        argument=None,  # merged with the generated table: factory/mapping.py doc_md
     ).field()
     params: dict[str, Any] = Declared(
         PARAMS,

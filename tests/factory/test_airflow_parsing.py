@@ -28,6 +28,8 @@ EXAMPLE_DAG_IDS = {
     "batch_embeddings",
     "chat_with_retry",
     "summarize_then_embed",
+    "classify_ticket",
+    "explain_topics",
 }
 ERROR_LINE = re.compile(r"broken\.yaml:7:18: error: .*temperature")
 

@@ -114,8 +114,25 @@ def test_every_example_survives_serialization(example_pipelines, name):
         assert back.upstream_task_ids == task.upstream_task_ids
         assert back.retries == task.retries and back.retry_delay == task.retry_delay
         for field in task.template_fields:
-            assert getattr(back, field) == getattr(task, field), (task_id, field)
+            if hasattr(task, "partial_kwargs"):  # a for_each step: its arguments are the partial ones
+                stored = _unwrapped(back.partial_kwargs.get(field))
+                assert stored == task.partial_kwargs.get(field), (task_id, field)
+            else:
+                assert getattr(back, field) == getattr(task, field), (task_id, field)
         assert back.operator_name == task.operator_name
+
+
+def _unwrapped(value):
+    """Airflow 3.3 leaves values nested in a mapped task's partial arguments in their serialized form
+    ({"__var": ..., "__type": "dict"}) after a round trip; only workers, which re-parse the DAG file,
+    render them. Unwrapped here to compare what was stored."""
+    if isinstance(value, dict) and set(value) == {"__var", "__type"}:
+        return _unwrapped(value["__var"])
+    if isinstance(value, dict):
+        return {key: _unwrapped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unwrapped(item) for item in value]
+    return value
 
 
 def test_mapped_pipeline_survives_serialization(mapped):
