@@ -19,6 +19,12 @@ HOOK_CLASS = "ovh_ai_dagfactory.hooks.ai_endpoints.OVHCloudAIEndpointsHook"
 DEFAULT_BASE_URL = "https://oai.endpoints.kepler.ai.cloud.ovh.net/v1"
 #: The connection id the hook and operators use when none is given (the seed's).
 DEFAULT_CONN_ID = "ovh_ai_endpoints_default"
+#: How the embedding operator runs a large input when not told otherwise: texts per request,
+#: requests in flight, and the pace (OVH's rate limit per model with a token, requests per minute).
+#: Here, importing nothing, so the pipeline reference can state them without importing Airflow.
+DEFAULT_EMBEDDING_BATCH_SIZE = 64
+DEFAULT_EMBEDDING_CONCURRENCY = 4
+DEFAULT_REQUESTS_PER_MINUTE = 400
 
 # Kebab-case, as Airflow 3's provider schema spells it; the hook converts it for Airflow 2.11.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {

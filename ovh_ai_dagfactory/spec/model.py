@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, Union
 
+from ovh_ai_dagfactory.provider_info import (
+    DEFAULT_EMBEDDING_BATCH_SIZE,
+    DEFAULT_EMBEDDING_CONCURRENCY,
+    DEFAULT_REQUESTS_PER_MINUTE,
+)
 from ovh_ai_dagfactory.spec.declare import (
     BOOLEAN,
     NON_EMPTY_STRING,
@@ -194,6 +199,25 @@ class EmbeddingStep:
         required=True,
         in_defaults=False,
     ).field("")
+    batch_size: int | None = Declared(
+        integer(1, 100_000),
+        "Texts per request: a longer input is sent as several requests (each also kept under the endpoint's "
+        "2 MB body limit), and the vectors come back in input order.",
+        (64,),
+        default_text=str(DEFAULT_EMBEDDING_BATCH_SIZE),
+    ).field()
+    max_concurrency: int | None = Declared(
+        integer(1, 64),
+        "Requests in flight at once when the input needs several.",
+        (4,),
+        default_text=str(DEFAULT_EMBEDDING_CONCURRENCY),
+    ).field()
+    requests_per_minute: float | None = Declared(
+        Shape({"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000}, "number > 0"),
+        "Client-side pace of this step's requests; on 429 every request in flight waits for the Retry-After.",
+        (400,),
+        default_text=f"{DEFAULT_REQUESTS_PER_MINUTE} (OVH's limit per model with a token)",
+    ).field()
     extra_body: dict[str, Any] | None = EXTRA_BODY.field()
     for_each: str | tuple[Any, ...] | None = FOR_EACH_ITEMS.field()
     max_parallel: int | None = MAX_PARALLEL.field()

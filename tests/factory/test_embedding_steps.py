@@ -1,0 +1,61 @@
+"""An embedding step's volume settings in YAML (`batch_size`, `max_concurrency`, `requests_per_minute`)
+reach the provider's operator: a long input goes out as several requests and comes back in order."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from conftest import CONN_ID, TEST_TOKEN, run_dag, task_states, xcom_value
+from ovh_stub import OVHStub
+
+from ovh_ai_dagfactory.factory.builder import build_dag
+from ovh_ai_dagfactory.spec import PipelineInvalid, parse_pipeline_text
+
+PIPELINE = """\
+schedule: null
+params:
+  texts: {type: array, default: [one, two, three, four, five]}
+defaults:
+  embedding: {model: BGE-M3, max_concurrency: 2, requests_per_minute: 6000}
+steps:
+  batched:
+    type: embedding
+    batch_size: 2
+    input: "{{ params.texts }}"
+  whole:
+    type: embedding
+    input: "{{ params.texts }}"
+"""
+
+
+@pytest.fixture
+def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[OVHStub]:
+    with OVHStub(token=TEST_TOKEN) as server:
+        conn = {"conn_type": "ovhcloud_ai_endpoints", "host": server.base_url, "password": TEST_TOKEN}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
+        yield server
+
+
+def test_batch_size_splits_the_input_and_keeps_its_order(airflow_db, stub):
+    dag = build_dag(parse_pipeline_text(PIPELINE, "/pipelines/volume.yaml"))
+    batched = dag.get_task("batched")
+    assert (batched.batch_size, batched.max_concurrency, batched.requests_per_minute) == (2, 2, 6000)
+    dag_run = run_dag(dag)
+    assert set(task_states(dag_run).values()) == {"success"}, task_states(dag_run)
+    inputs = sorted(request.body["input"] for request in stub.requests if request.path.endswith("/embeddings"))
+    assert inputs == sorted([["one", "two"], ["three", "four"], ["five"], ["one", "two", "three", "four", "five"]])
+    split, whole = xcom_value(dag_run, "batched"), xcom_value(dag_run, "whole")
+    assert [item["index"] for item in split["data"]] == [0, 1, 2, 3, 4]
+    assert [item["embedding"] for item in split["data"]] == [item["embedding"] for item in whole["data"]]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [("    batch_size: 0", "batch_size"), ("    batch_size: 2\n    requests_per_minute: 0", "requests_per_minute")],
+)
+def test_validate_checks_the_volume_settings(line: str, expected: str):
+    with pytest.raises(PipelineInvalid) as caught:
+        parse_pipeline_text(PIPELINE.replace("    batch_size: 2", line), "p.yaml")
+    assert expected in caught.value.errors[0].format()
