@@ -97,6 +97,8 @@ FAST_CHECK_KEYWORDS = frozenset(
         "pattern",
         "minimum",
         "maximum",
+        "exclusiveMinimum",  # numbers, as in Draft 6 and later (fastjsonschema's Draft 7 included)
+        "exclusiveMaximum",
         "anyOf",
         "oneOf",
         "allOf",
@@ -279,6 +281,10 @@ def _simple_message(kind: str, expected: Any, instance: Any, path: Path) -> tupl
         return f"{label} must be at least {expected}, got {instance}", None
     if kind == "maximum":
         return f"{label} must be at most {expected}, got {instance}", None
+    if kind == "exclusiveMinimum":
+        return f"{label} must be more than {expected}, got {instance}", None
+    if kind == "exclusiveMaximum":
+        return f"{label} must be less than {expected}, got {instance}", None
     if kind == "minLength":
         return (
             (f"{label} must not be empty", None)

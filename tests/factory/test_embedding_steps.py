@@ -53,7 +53,10 @@ def test_batch_size_splits_the_input_and_keeps_its_order(airflow_db, stub):
 
 @pytest.mark.parametrize(
     ("line", "expected"),
-    [("    batch_size: 0", "batch_size"), ("    batch_size: 2\n    requests_per_minute: 0", "requests_per_minute")],
+    [
+        ("    batch_size: 0", "'batch_size' of step 'batched' must be at least 1, got 0"),
+        ("    requests_per_minute: 0", "'requests_per_minute' of step 'batched' must be more than 0, got 0"),
+    ],
 )
 def test_validate_checks_the_volume_settings(line: str, expected: str):
     with pytest.raises(PipelineInvalid) as caught:
