@@ -76,7 +76,13 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": HOOK_NAME, "python-modules": ["ovh_ai_dagfactory.hooks.ai_endpoints"]}],
-        "operators": [{"integration-name": HOOK_NAME, "python-modules": ["ovh_ai_dagfactory.operators.ai_endpoints"]}],
+        "operators": [
+            {
+                "integration-name": HOOK_NAME,
+                "python-modules": ["ovh_ai_dagfactory.operators.ai_endpoints", "ovh_ai_dagfactory.operators.batch"],
+            }
+        ],
+        "triggers": [{"integration-name": HOOK_NAME, "python-modules": ["ovh_ai_dagfactory.triggers.batch"]}],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

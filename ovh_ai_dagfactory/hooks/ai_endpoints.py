@@ -96,18 +96,30 @@ class OVHCloudAIEndpointsHook(BaseHook):
         if self._client is None:
             import openai
 
-            settings = self.settings
-            # Headers the SDK would fill from OPENAI_ORG_ID / OPENAI_PROJECT_ID: not ours to send.
-            headers: dict[str, Any] = {"OpenAI-Organization": openai.Omit(), "OpenAI-Project": openai.Omit()}
-            self._client = openai.OpenAI(
-                # The SDK refuses an empty key; anonymous calls drop the header per request instead.
-                api_key=settings.api_key or "anonymous",
-                base_url=settings.base_url,  # always explicit: never OPENAI_BASE_URL from the env
-                timeout=openai.Timeout(settings.timeout, connect=min(settings.timeout, _CONNECT_TIMEOUT)),
-                max_retries=settings.max_retries,
-                default_headers=headers,
-            )
+            self._client = openai.OpenAI(**self._client_options())
         return self._client
+
+    def get_async_conn(self) -> openai.AsyncOpenAI:
+        """A new `openai.AsyncOpenAI` configured as `get_conn()`'s client, for triggers; the caller
+        closes it. Read the connection first without blocking the event loop (see hooks/batch.py)."""
+        import openai
+
+        return openai.AsyncOpenAI(**self._client_options())
+
+    def _client_options(self) -> dict[str, Any]:
+        import openai
+
+        settings = self.settings
+        # Headers the SDK would fill from OPENAI_ORG_ID / OPENAI_PROJECT_ID: not ours to send.
+        headers: dict[str, Any] = {"OpenAI-Organization": openai.Omit(), "OpenAI-Project": openai.Omit()}
+        return {
+            # The SDK refuses an empty key; anonymous calls drop the header per request instead.
+            "api_key": settings.api_key or "anonymous",
+            "base_url": settings.base_url,  # always explicit: never OPENAI_BASE_URL from the env
+            "timeout": openai.Timeout(settings.timeout, connect=min(settings.timeout, _CONNECT_TIMEOUT)),
+            "max_retries": settings.max_retries,
+            "default_headers": headers,
+        }
 
     # -- calls -----------------------------------------------------------------------------------
 

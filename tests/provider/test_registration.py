@@ -125,7 +125,10 @@ def test_provider_info_declares_hook_operators_and_connection_type():
     )
     assert info["connection-types"][0]["hook-class-name"].endswith(".OVHCloudAIEndpointsHook")
     assert info["hooks"][0]["python-modules"] == ["ovh_ai_dagfactory.hooks.ai_endpoints"]
-    assert info["operators"][0]["python-modules"] == ["ovh_ai_dagfactory.operators.ai_endpoints"]
+    assert info["operators"][0]["python-modules"] == [
+        "ovh_ai_dagfactory.operators.ai_endpoints",
+        "ovh_ai_dagfactory.operators.batch",
+    ]
 
 
 def test_hook_identity_and_form_on_airflow_2():

@@ -1,0 +1,1 @@
+"""Triggers: the waits that Airflow's triggerer holds instead of a worker slot."""

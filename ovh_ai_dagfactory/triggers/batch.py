@@ -1,0 +1,147 @@
+"""OVHCloudAIEndpointsBatchTrigger: waits in Airflow's triggerer for a batch job to reach a final state.
+
+It polls `GET /batches/{id}` with the async openai client, starting every `poll_interval` seconds
+and backing off by half again each time up to `max_poll_interval` (a batch takes minutes to hours:
+early polls catch small jobs, later ones cost little). It fires one event, then the operator resumes
+on a worker (`execute_complete`) to download the results:
+
+    {"status": "completed" | "failed" | "expired" | "cancelled", "batch_id": ..., "batch": {...}}
+    {"status": "timeout", ...}   the deadline passed first; the batch is cancelled
+    {"status": "error", "batch_id": ..., "error": {"class", "message", "attributes"}}   polling failed
+
+Its serialized kwargs hold the connection id, never the token: the trigger reads the connection
+itself, in the triggerer (through the task SDK's supervisor on Airflow 3, in a thread on 2.11).
+A transient polling error (429, 5xx, a dropped connection, after the SDK's own retries) does not end
+a wait of hours: the trigger polls again, and gives up after `MAX_POLL_FAILURES` in a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ovh_ai_dagfactory.compat import BaseTrigger, TriggerEvent
+from ovh_ai_dagfactory.hooks.batch import FINAL_STATUSES, OVHCloudAIEndpointsBatchHook
+from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError, OVHCloudAIEndpointsFatalError
+
+BACKOFF = 1.5
+MAX_POLL_FAILURES = 5
+_SUMMARY_KEYS = ("id", "status", "output_file_id", "error_file_id", "request_counts", "errors", "completion_window")
+
+
+class OVHCloudAIEndpointsBatchTrigger(BaseTrigger):
+    """Wait for batch `batch_id` of connection `ovh_conn_id`.
+
+    :param deadline: UNIX time after which the wait ends with a `timeout` event (an absolute time, so
+        that a triggerer restart does not extend the wait).
+    :param poll_interval: seconds before the first poll after the previous one; grows by half each
+        poll up to `max_poll_interval`.
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_id: str,
+        ovh_conn_id: str,
+        deadline: float,
+        poll_interval: float = 60.0,
+        max_poll_interval: float = 600.0,
+    ) -> None:
+        super().__init__()
+        self.batch_id = batch_id
+        self.ovh_conn_id = ovh_conn_id
+        self.deadline = deadline
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "batch_id": self.batch_id,
+                "ovh_conn_id": self.ovh_conn_id,
+                "deadline": self.deadline,
+                "poll_interval": self.poll_interval,
+                "max_poll_interval": self.max_poll_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = OVHCloudAIEndpointsBatchHook(ovh_conn_id=self.ovh_conn_id)
+        try:
+            await hook.aload_settings()
+            async with hook.get_async_conn() as client:
+                event = await self._wait(hook, client)
+        except OVHCloudAIEndpointsError as error:
+            event = {"status": "error", "batch_id": self.batch_id, "error": error_payload(error)}
+        yield TriggerEvent(event)
+
+    async def _wait(self, hook: OVHCloudAIEndpointsBatchHook, client: Any) -> dict[str, Any]:
+        interval, failures, last_status = self.poll_interval, 0, None
+        while True:
+            try:
+                batch = await hook.aretrieve_batch(self.batch_id, client)
+                failures = 0
+            except OVHCloudAIEndpointsFatalError:
+                raise
+            except OVHCloudAIEndpointsError as error:
+                failures += 1
+                if failures >= MAX_POLL_FAILURES:
+                    raise
+                self.log.warning(
+                    "Polling batch %s failed (%d in a row, polling again): %s", self.batch_id, failures, error
+                )
+                batch = {}
+            status = str(batch.get("status") or last_status or "unknown")
+            if status != last_status:
+                self.log.info("Batch %s is %s (requests: %s)", self.batch_id, status, batch.get("request_counts"))
+            last_status = status
+            if status in FINAL_STATUSES:
+                return {"status": status, "batch_id": self.batch_id, "batch": summary(batch)}
+            remaining = self.deadline - time.time()
+            if remaining <= 0:
+                self.log.warning("Batch %s is still %s at its deadline: cancelling it", self.batch_id, status)
+                await self._cancel(hook, client)
+                return {"status": "timeout", "batch_id": self.batch_id, "batch": summary(batch)}
+            await asyncio.sleep(min(interval, remaining))
+            interval = min(interval * BACKOFF, self.max_poll_interval)
+
+    async def on_kill(self) -> None:
+        # Airflow 3.3+: the user marked the deferred task failed/succeeded or cleared it.
+        hook = OVHCloudAIEndpointsBatchHook(ovh_conn_id=self.ovh_conn_id)
+        await hook.aload_settings()
+        async with hook.get_async_conn() as client:
+            await self._cancel(hook, client)
+
+    async def _cancel(self, hook: OVHCloudAIEndpointsBatchHook, client: Any) -> None:
+        try:
+            await hook.acancel_batch(self.batch_id, client)
+            self.log.info("Cancelled batch %s", self.batch_id)
+        except OVHCloudAIEndpointsError as error:
+            self.log.warning("Could not cancel batch %s: %s", self.batch_id, error)
+
+
+def summary(batch: dict[str, Any]) -> dict[str, Any]:
+    """What the operator needs from a batch object (and what is worth keeping in XCom)."""
+    return {key: batch[key] for key in _SUMMARY_KEYS if batch.get(key) is not None}
+
+
+def error_payload(error: OVHCloudAIEndpointsError) -> dict[str, Any]:
+    """An error of ours as plain JSON, for a trigger event (rebuilt by `error_from_payload`)."""
+    classpath, args, attributes = error.serialize()
+    return {"class": classpath, "message": str(args[0]) if args else str(error), "attributes": attributes}
+
+
+def error_from_payload(payload: dict[str, Any]) -> OVHCloudAIEndpointsError:
+    """The error a trigger event carries, rebuilt with its class when that class is ours."""
+    import importlib
+
+    module_name, _, name = str(payload.get("class", "")).rpartition(".")
+    cls: Any = OVHCloudAIEndpointsError
+    if module_name.startswith("ovh_ai_dagfactory."):
+        found = getattr(importlib.import_module(module_name), name, None)
+        if isinstance(found, type) and issubclass(found, OVHCloudAIEndpointsError):
+            cls = found
+    return cls(str(payload.get("message", "")), **dict(payload.get("attributes") or {}))  # type: ignore[no-any-return]
