@@ -127,6 +127,18 @@ def _raised_inside_airflow(exc: BaseException) -> bool:
     return module == "airflow" or module.startswith("airflow.")
 
 
+# --- Provider: object storage for embeddings at volume (issue 10) -----------------------------------
+# Airflow's ObjectStoragePath (file://, s3://, gcs://... with an Airflow connection). Imported when a
+# task reads or writes storage, never at DAG parse: it pulls in fsspec and universal_pathlib.
+def object_storage_path(url: str, conn_id: str | None = None) -> Any:
+    """`airflow.sdk.ObjectStoragePath` on Airflow 3, `airflow.io.path.ObjectStoragePath` on 2.11."""
+    if AIRFLOW_V3:
+        from airflow.sdk import ObjectStoragePath
+    else:
+        from airflow.io.path import ObjectStoragePath  # type: ignore  # 2.11 only
+    return ObjectStoragePath(url, conn_id=conn_id)
+
+
 # --- Triggers (the batch operator's, issue 11): base classes, and a connection read from async code --
 # `airflow.triggers.base` is the public home of BaseTrigger / TriggerEvent on both lines (3.x has no
 # SDK path for them yet). A trigger reads its connection in the triggerer's event loop: 3.x asks the

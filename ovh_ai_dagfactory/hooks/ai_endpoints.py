@@ -202,6 +202,52 @@ class OVHCloudAIEndpointsHook(BaseHook):
             params=_embedding_parameters(kwargs),
         )
 
+    def embed_to_storage(
+        self,
+        model: str,
+        output: str,
+        *,
+        input: str | list[str] | None = None,  # noqa: A002
+        input_file: str | None = None,
+        text_field: str = "text",
+        id_field: str | None = None,
+        input_conn_id: str | None = None,
+        output_conn_id: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        requests_per_minute: float | None = DEFAULT_REQUESTS_PER_MINUTE,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Embed `input` (texts) or `input_file` (a JSON Lines or .txt URI, read as a stream) into
+        parts under `output` (a directory URI), batched as `embed_texts` does; returns the manifest
+        (output, format, parts, count, dimensions, model, usage, duration_seconds, resumed_parts,
+        requests, retries, rate_limited), also written as `manifest.json`.
+
+        URIs are Airflow ObjectStoragePaths (file://, s3://, gcs://...), with the Airflow
+        connections `input_conn_id` / `output_conn_id`. Memory stays flat: at most
+        `max_concurrency` batches are held. A retry of the same job keeps the parts already written
+        (see `embedding_store.py`).
+        """
+        from ovh_ai_dagfactory.hooks import embedding_jobs
+
+        return embedding_jobs.embed_to_storage(
+            self,
+            model,
+            output=output,
+            output_conn_id=output_conn_id,
+            input=input,
+            input_file=input_file,
+            text_field=text_field,
+            id_field=id_field,
+            input_conn_id=input_conn_id,
+            batch_size=batch_size,
+            max_concurrency=max_concurrency,
+            requests_per_minute=requests_per_minute,
+            max_request_bytes=max_request_bytes,
+            params=_embedding_parameters(kwargs),
+        )
+
     def embedding_sender(self, model: str, params: dict[str, Any]) -> Callable[[list[str]], dict[str, Any]]:
         """One embedding request per call, without the SDK's retries: for a batch runner that
         retries, paces and pauses on 429 itself (`embedding_runner.py` says why). `params` as

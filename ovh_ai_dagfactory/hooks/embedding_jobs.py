@@ -10,12 +10,15 @@ batches and `usage` summed, so every reader of today's response (`results.embedd
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ovh_ai_dagfactory.hooks.embedding_batches import (
+    Batch,
     check_batch_settings,
     envelope_bytes,
     split_batches,
@@ -28,6 +31,8 @@ from ovh_ai_dagfactory.hooks.embedding_runner import (
     RetryPolicy,
     run_batches,
 )
+from ovh_ai_dagfactory.hooks.embedding_store import PART_FORMAT, PartStore, fingerprint, read_texts
+from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
 from ovh_ai_dagfactory.hooks.request_pacing import RequestPacer
 
 if TYPE_CHECKING:
@@ -96,6 +101,104 @@ def embed_texts(
     ]
     answered = next((r.model for r in results.values() if r.model), None)
     return {"object": "list", "data": data, "model": answered or model, "usage": progress.usage()}
+
+
+def embed_to_storage(
+    hook: OVHCloudAIEndpointsHook,
+    model: str,
+    *,
+    output: str,
+    output_conn_id: str | None,
+    input: str | list[str] | None,  # noqa: A002
+    input_file: str | None,
+    text_field: str,
+    id_field: str | None,
+    input_conn_id: str | None,
+    batch_size: int,
+    max_concurrency: int,
+    requests_per_minute: float | None,
+    max_request_bytes: int,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """See `OVHCloudAIEndpointsHook.embed_to_storage`."""
+    check_batch_settings(batch_size, max_request_bytes)
+    if (input is None) == (input_file is None):
+        raise InvalidRequestError("Invalid request: give either `input` (texts) or `input_file` (a URI), not both.")
+    started = time.monotonic()
+
+    def items() -> Iterator[tuple[Any, str]]:
+        if input_file is not None:
+            return read_texts(input_file, text_field=text_field, id_field=id_field, conn_id=input_conn_id)
+        return ((None, text) for text in ([input] if isinstance(input, str) else input or []))
+
+    # A first read counts the texts (progress, ETA) and fingerprints them (resume); memory stays flat.
+    total, digest = fingerprint(items())
+    store = PartStore(output, output_conn_id)
+    job = {
+        "model": model,
+        "input": input_file if input_file is not None else "input (a list of texts)",
+        "input_sha256": digest,
+        "count": total,
+        "text_field": text_field if input_file is not None else None,
+        "id_field": id_field if input_file is not None else None,
+        "batch_size": batch_size,
+        "max_request_bytes": max_request_bytes,
+        "parameters_sha256": hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest(),
+    }
+    written = store.start(job)
+    progress = EmbeddingProgress(total, hook.log)
+    numbers: list[int] = []
+    dimensions: list[int] = []
+    answered: list[str] = []
+
+    def pending() -> Iterator[Batch]:
+        envelope = envelope_bytes(model, params)
+        for batch in split_batches(
+            items(), batch_size=batch_size, max_request_bytes=max_request_bytes, envelope=envelope
+        ):
+            numbers.append(batch.number)
+            if batch.number in written:
+                progress.skipped(len(batch.texts))  # written by an earlier try: not paid twice
+                continue
+            yield batch
+
+    def write(result: BatchResult) -> None:
+        store.write_part(result.batch, result.vectors)
+        if not dimensions and result.vectors:
+            dimensions.append(len(result.vectors[0]))
+        if not answered and result.model:
+            answered.append(result.model)
+
+    if written:
+        hook.log.info("Resuming: %s parts already in %s are kept", f"{len(written):,}", output)
+    run_job(
+        hook,
+        model,
+        params,
+        pending(),
+        write,
+        total=total,
+        batch_size=batch_size,
+        max_concurrency=max_concurrency,
+        requests_per_minute=requests_per_minute,
+        progress=progress,
+    )
+    manifest = {
+        "output": output,
+        "format": PART_FORMAT,
+        "parts": [store.part_name(number) for number in numbers],
+        "count": total,
+        "dimensions": dimensions[0] if dimensions else store.dimensions(written),
+        "model": answered[0] if answered else model,
+        "usage": progress.usage(),
+        "duration_seconds": round(time.monotonic() - started, 3),
+        "resumed_parts": len(written & set(numbers)),
+        "requests": progress.requests,
+        "retries": progress.retries,
+        "rate_limited": progress.rate_limited,
+    }
+    store.write_manifest(manifest)
+    return manifest
 
 
 def run_job(
@@ -170,4 +273,4 @@ def _is_token_ids(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, int) for v in value)
 
 
-__all__ = ["embed_texts", "run_job"]
+__all__ = ["embed_texts", "embed_to_storage", "run_job"]

@@ -45,6 +45,7 @@ from ovh_ai_dagfactory.hooks.embedding_batches import (
     check_batch_settings,
 )
 from ovh_ai_dagfactory.hooks.embedding_runner import DEFAULT_MAX_CONCURRENCY
+from ovh_ai_dagfactory.hooks.embedding_store import read_texts
 from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
 from ovh_ai_dagfactory.hooks.results import chat_content, chat_json, check_output_schema, embedding_vectors
 
@@ -216,10 +217,27 @@ class OVHCloudAIEndpointsEmbeddingOperator(OVHCloudAIEndpointsBaseOperator):
     :param max_xcom_bytes: the largest result pushed to XCom (default 16 MiB, about a thousand
         1024-dimension vectors); above it the task fails after the first batch, suggesting
         `output`. None: no limit.
+    :param input_file: instead of `input`, a JSON Lines file (the text in `text_field`, default
+        "text"; an id in `id_field`, optional) or a .txt file (one text per line) as an Airflow
+        ObjectStoragePath URI (file://, s3://, ...), read as a stream (templated).
+    :param output_uri: a directory URI (`output` in a pipeline's YAML; `output` itself is
+        Airflow's XComArg of the task): the vectors are written there in parts (one per batch, JSON
+        Lines with index, id, text_sha256, embedding) and XCom gets the manifest; a retried try
+        keeps the parts already written (templated).
+    :param input_conn_id: / output_conn_id: Airflow connections of those URIs (templated).
     :param ovh_conn_id: Airflow connection id (templated).
     """
 
-    template_fields: Sequence[str] = ("model", "input", "embedding_kwargs", "ovh_conn_id")
+    template_fields: Sequence[str] = (
+        "model",
+        "input",
+        "embedding_kwargs",
+        "ovh_conn_id",
+        "input_file",
+        "output_uri",
+        "input_conn_id",
+        "output_conn_id",
+    )
     template_fields_renderers = {"input": "json", "embedding_kwargs": "json"}
     ui_color = "#e3f7ec"
 
@@ -227,8 +245,14 @@ class OVHCloudAIEndpointsEmbeddingOperator(OVHCloudAIEndpointsBaseOperator):
         self,
         *,
         model: str,
-        input: str | list[str],  # noqa: A002 - the seed's (and OpenAI's) parameter name
+        input: str | list[str] | None = None,  # noqa: A002 - the seed's (and OpenAI's) parameter name
         embedding_kwargs: dict[str, Any] | None = None,
+        input_file: str | None = None,
+        text_field: str = "text",
+        id_field: str | None = None,
+        output_uri: str | None = None,
+        input_conn_id: str | None = None,
+        output_conn_id: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         requests_per_minute: float | None = DEFAULT_REQUESTS_PER_MINUTE,
@@ -245,25 +269,58 @@ class OVHCloudAIEndpointsEmbeddingOperator(OVHCloudAIEndpointsBaseOperator):
         self.max_concurrency = max_concurrency
         self.requests_per_minute = requests_per_minute
         self.max_xcom_bytes = max_xcom_bytes
+        self.input_file = input_file
+        self.text_field = text_field
+        self.id_field = id_field
+        self.output_uri = output_uri  # not `output`: BaseOperator.output is the task's XComArg
+        self.input_conn_id = input_conn_id
+        self.output_conn_id = output_conn_id
+        if (input is None) == (input_file is None):
+            raise InvalidRequestError(
+                "Invalid request: give either `input` (a text or a list of texts) or `input_file` (a JSON Lines "
+                "or .txt URI), not both and not neither."
+            )
         _extra_parameters("embedding_kwargs", embedding_kwargs, _EMBEDDING_OWN_ARGUMENTS, rendered=False)
         check_batch_settings(batch_size, DEFAULT_MAX_REQUEST_BYTES)  # a DAG import error, not a failed task
 
+    def call_endpoint(self, request: dict[str, Any]) -> dict[str, Any]:
+        pacing: dict[str, Any] = {
+            "batch_size": self.batch_size,
+            "max_concurrency": self.max_concurrency,
+            "requests_per_minute": self.requests_per_minute,
+        }
+        if self.output_uri:  # XCom gets the manifest
+            return self.hook.embed_to_storage(
+                output=self.output_uri,
+                output_conn_id=self.output_conn_id,
+                input_file=self.input_file,
+                text_field=self.text_field,
+                id_field=self.id_field,
+                input_conn_id=self.input_conn_id,
+                **request,
+                **pacing,
+            )
+        if self.input_file:
+            texts = read_texts(
+                self.input_file, text_field=self.text_field, id_field=self.id_field, conn_id=self.input_conn_id
+            )
+            request = {**request, "input": (text for _, text in texts)}
+        return self.hook.embed_texts(**request, **pacing, max_result_bytes=self.max_xcom_bytes)
+
     def build_request(self, context: Context) -> dict[str, Any]:
         extra = _extra_parameters("embedding_kwargs", self.embedding_kwargs, _EMBEDDING_OWN_ARGUMENTS, rendered=True)
-        return {"model": self.model, "input": self.input, **extra}
-
-    def call_endpoint(self, request: dict[str, Any]) -> dict[str, Any]:
-        return self.hook.embed_texts(
-            **request,
-            batch_size=self.batch_size,
-            max_concurrency=self.max_concurrency,
-            requests_per_minute=self.requests_per_minute,
-            max_result_bytes=self.max_xcom_bytes,
-        )
+        request = {"model": self.model, **extra}
+        if self.input_file is None:
+            request["input"] = self.input
+        return request
 
     def check_result(self, response: dict[str, Any], request: dict[str, Any]) -> None:
-        """One non-empty vector per input, each input's index present once."""
-        embedding_vectors(response, expected=_input_count(request.get("input")), model=request.get("model"))
+        """One non-empty vector per input, each input's index present once (the batches were
+        checked one by one when the vectors went to `output`)."""
+        if self.output_uri:
+            return
+        expected = _input_count(request["input"]) if isinstance(request.get("input"), (str, list)) else None
+        embedding_vectors(response, expected=expected, model=request.get("model"))
 
 
 def _extra_parameters(name: str, value: Any, arguments: Sequence[str], *, rendered: bool) -> dict[str, Any]:

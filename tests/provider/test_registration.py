@@ -147,7 +147,16 @@ def test_operators_keep_the_seed_signature_templates_and_serialize():
     # The seed's templated fields first; issue #8 added the *_kwargs (shown as JSON) and ovh_conn_id.
     assert chat.template_fields == ("model", "messages", "completion_kwargs", "ovh_conn_id")
     assert chat.template_fields_renderers == {"messages": "json", "completion_kwargs": "json"}
-    assert embed.template_fields == ("model", "input", "embedding_kwargs", "ovh_conn_id")
+    assert embed.template_fields == (
+        "model",
+        "input",
+        "embedding_kwargs",
+        "ovh_conn_id",
+        "input_file",
+        "output_uri",
+        "input_conn_id",
+        "output_conn_id",
+    )
     assert embed.template_fields_renderers == {"input": "json", "embedding_kwargs": "json"}
     assert chat.completion_kwargs is None and embed.embedding_kwargs is None
     assert (chat.temperature, chat.max_tokens, chat.top_p, chat.stop) == (1.0, None, None, None)
