@@ -1,8 +1,10 @@
-"""Issue 4, "Tests", second bullet: the example pipelines in a real Airflow.
+"""Issue 4, "Tests", second bullet: the example pipelines in a real Airflow; and issue 9's 50-item
+fan-out run end to end.
 
-A DAG folder holds the two-line loader file, a copy of `pipelines/*.yaml` and one broken pipeline.
-Real Airflow services (see `airflow_services.py`) parse it; the test then works only through the
-REST API, as a user or a CI job would:
+A DAG folder holds the two-line loader file, a copy of `pipelines/*.yaml`, one broken pipeline and
+the 50-item fan-out pipeline. Real Airflow services (see `airflow_services.py`; started once for
+this module, LocalExecutor on both lines) parse it; the tests then work only through the REST API,
+as a user or a CI job would:
 
 - every valid pipeline is listed as a DAG; the broken file's error is visible through the API with
   its FILE:LINE:COL text; the loader file itself has no import error (one broken file hides nothing);
@@ -11,7 +13,13 @@ REST API, as a user or a CI job would:
 - XCom holds the responses; the `steps.<id>.content` reference reached the next step; Airflow
   templating (`var.value`, `ds`) was rendered before the request left the worker;
 - llmock's journal shows the requests the workers sent; the API token appears in no DAG detail
-  and in no log.
+  and in no log;
+- the fan-out (`for_each` over a typed array param of 50 items, `max_parallel: 3`, then one
+  embedding step reading `steps.summarize.contents`): the run succeeds, its items task and 50
+  mapped instances (map_index 0..49) succeed, no more than 3 instances ran at once (their recorded
+  start/end dates) though some did run side by side, each instance sent its own item and index,
+  its XCom holds that answer, and the one embedding request got the 50 answers in item order and
+  returned 50 vectors.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,6 +58,37 @@ steps:
       - {role: user, content: hello}
 """
 BROKEN_ERROR = "broken_pipeline.yaml:8:5: error: unknown key 'mesages' in step 'ask'"
+STARTUP_BUDGET = 120  # db migrate + services healthy, once per module
+
+#: Issue 9's "50-item fan-out run end to end": a typed array param of 50 items, a chat step mapped
+#: over it through its `<step>__for_each` items task (a template for_each), at most MAX_PARALLEL
+#: items at a time, then one embedding step reading the 50 answers as a list.
+FAN_OUT_DAG_ID = "e2e_fan_out_50"
+FAN_OUT_ITEMS = [f"doc-{i:02d}" for i in range(50)]
+FAN_OUT_BUDGET = 300  # seconds, services already up; it takes 60-90 s on 2 cores
+MAX_PARALLEL = 3  # below the harness's core.parallelism (4), so that a missing bound can show
+FAN_OUT_PIPELINE = f"""\
+dag_id: {FAN_OUT_DAG_ID}
+schedule: null
+start_date: 2024-01-01
+params:
+  documents:
+    type: array
+    default: {json.dumps(FAN_OUT_ITEMS)}
+    description: 50 texts, one mapped task instance each
+steps:
+  summarize:
+    type: chat
+    model: Meta-Llama-3_3-70B-Instruct
+    for_each: "{{{{ params.documents }}}}"
+    max_parallel: {MAX_PARALLEL}
+    messages:
+      - {{role: user, content: "Summarize {{{{ item }}}} (item {{{{ item_index }}}})."}}
+  embed:
+    type: embedding
+    model: BGE-M3
+    input: "{{{{ steps.summarize.contents }}}}"
+"""
 
 
 def _dag_ids(folder: Path) -> dict[str, str]:
@@ -69,6 +110,7 @@ def _dag_folder(root: Path) -> Path:
     for path in (REPO_ROOT / "pipelines").glob("*.yaml"):
         shutil.copy(path, pipelines / path.name)
     (pipelines / "broken_pipeline.yaml").write_text(BROKEN_PIPELINE)
+    (pipelines / "e2e_fan_out_50.yaml").write_text(FAN_OUT_PIPELINE)
     # The loader file as the README documents it. The comment is load-bearing: Airflow's safe mode
     # skips a .py file that lacks the words "airflow" and "dag", and the two code lines alone have
     # no "airflow" (this test fails with no DAG listed without it).
@@ -84,31 +126,44 @@ def _journal(llmock: Any) -> list[dict[str, Any]]:
     return [{"path": r.path, "status": r.status, "model": r.model, "body": r.body} for r in llmock.requests]
 
 
-def test_example_pipelines_in_a_real_airflow(tmp_path: Path, llmock: Any) -> None:
-    deadline = Deadline(180)  # the whole test, start-up included
-    dags = _dag_folder(tmp_path)
-    expected = _dag_ids(REPO_ROOT / "pipelines")
-    assert {"chat_completion_example", "summarize_then_embed", "templated_example"} <= set(expected)
-
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory: pytest.TempPathFactory, llmock_server: Any) -> Iterator[AirflowServices]:
+    """One real Airflow for this module's tests (start-up is most of an e2e test's time). Its
+    connection points at the session's llmock server; each test gets a fresh journal through the
+    `llmock` fixture."""
+    dags = _dag_folder(tmp_path_factory.mktemp("real-airflow"))
     env = {
         f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps(
-            {"conn_type": "ovhcloud_ai_endpoints", "host": llmock.base_url("openai"), "password": TOKEN}
+            {"conn_type": "ovhcloud_ai_endpoints", "host": llmock_server.base_url("openai"), "password": TOKEN}
         ),
         "AIRFLOW_VAR_LLM_MODEL": LLM_MODEL_VAR,
     }
-    services = AirflowServices(dags, extra_env=env, keep_home=True, deadline=deadline)
+    # LocalExecutor on 2.11 too (SQLite check lifted, see AirflowServices): the 50 items then take
+    # ~80 s there instead of ~250 s with the SequentialExecutor, and max_parallel shows.
+    services = AirflowServices(
+        dags, extra_env=env, keep_home=True, deadline=Deadline(STARTUP_BUDGET), local_executor_on_2x=True
+    )
     try:
         with services:
-            _scenario(services, llmock, deadline, expected)
-            logs_text = _all_logs(services.home)
+            yield services
     finally:
-        home = services.home
-        print(
-            f"\ne2e real Airflow {services.major}.x: start {services.timings}, "
-            f"wall {deadline.elapsed():.1f}s, {services.memory.summary()}"
-        )
-        shutil.rmtree(home, ignore_errors=True)
-    assert TOKEN not in logs_text, "the API token leaked into a service or task log"
+        print(f"\ne2e real Airflow {services.major}.x: start {services.timings}, {services.memory.summary()}")
+        shutil.rmtree(services.home, ignore_errors=True)
+
+
+def test_example_pipelines_in_a_real_airflow(airflow: AirflowServices, llmock: Any) -> None:
+    deadline = Deadline(120)
+    expected = _dag_ids(REPO_ROOT / "pipelines")
+    assert {"chat_completion_example", "summarize_then_embed", "templated_example"} <= set(expected)
+    try:
+        _scenario(airflow, llmock, deadline, expected)
+    finally:
+        print(f"\ne2e example pipelines (Airflow {airflow.major}.x): wall {deadline.elapsed():.1f}s")
+    _assert_token_in_no_log(airflow)
+
+
+def _assert_token_in_no_log(services: AirflowServices) -> None:
+    assert TOKEN not in _all_logs(services.home), "the API token leaked into a service or task log"
 
 
 def _scenario(services: AirflowServices, llmock: Any, deadline: Deadline, expected: dict[str, str]) -> None:
@@ -186,3 +241,90 @@ def _all_logs(home: Path) -> str:
         except OSError:
             pass
     return "\n".join(parts)
+
+
+def test_a_50_item_fan_out_in_a_real_airflow(airflow: AirflowServices, llmock: Any, llmock_server: Any) -> None:
+    """The step mapped over 50 items: 50 task instances (map_index 0..49) all succeed under the
+    real scheduler, never more than `max_parallel` of them running at once, each sent its own item,
+    and the embedding step got the 50 answers in item order and returned 50 vectors."""
+    deadline = Deadline(FAN_OUT_BUDGET)
+    # Echo answers ("Hello! You said: <prompt>"): each answer names its item, so order is checkable.
+    state = llmock_server.app.state
+    state.mock_response_settings = replace(state.mock_response_settings, response_style="echo")
+    api = airflow.api
+    try:
+        airflow.wait_for_dags({FAN_OUT_DAG_ID}, deadline)
+        run_id = api.trigger(FAN_OUT_DAG_ID)["dag_run_id"]
+        final = airflow.wait_for_run(FAN_OUT_DAG_ID, run_id, deadline)
+        tis = api.task_instances(FAN_OUT_DAG_ID, run_id)
+        assert final["state"] == "success", (
+            f"fan-out run {final['state']}; tasks {sorted((t['task_id'], t['map_index'], t['state']) for t in tis)}\n"
+            + airflow.logs()
+        )
+        _check_fan_out(airflow, llmock, run_id, tis)
+    finally:
+        print(f"\ne2e 50-item fan-out (Airflow {airflow.major}.x): wall {deadline.elapsed():.1f}s")
+    _assert_token_in_no_log(airflow)
+
+
+def _check_fan_out(services: AirflowServices, llmock: Any, run_id: str, tis: list[dict[str, Any]]) -> None:
+    api = services.api
+    n = len(FAN_OUT_ITEMS)
+
+    # 1. Task instances: the items task, 50 mapped instances of the step, the embedding step.
+    by_task: dict[str, dict[int, dict[str, Any]]] = {}
+    for ti in tis:
+        by_task.setdefault(ti["task_id"], {})[ti["map_index"]] = ti
+    assert set(by_task) == {"summarize__for_each", "summarize", "embed"}, sorted(by_task)
+    assert sorted(by_task["summarize"]) == list(range(n)), sorted(by_task["summarize"])
+    assert {ti["state"] for ti in by_task["summarize"].values()} == {"success"}
+    assert [ti["state"] for ti in by_task["summarize__for_each"].values()] == ["success"]
+    assert [(i, ti["state"]) for i, ti in by_task["embed"].items()] == [(-1, "success")]
+    assert api.xcom(FAN_OUT_DAG_ID, run_id, "summarize__for_each") == FAN_OUT_ITEMS
+
+    # 2. max_parallel: the running intervals of the mapped instances (start_date..end_date, as
+    # Airflow recorded them) never overlap more than MAX_PARALLEL deep. The executor has 4 slots,
+    # so without the bound 4 could run at once.
+    peak = _peak_overlap(by_task["summarize"].values())
+    assert peak <= MAX_PARALLEL, f"{peak} mapped instances ran at once; max_parallel is {MAX_PARALLEL}"
+    # The items did run side by side (LocalExecutor, 4 slots), so the bound was exercised.
+    assert peak >= 2, f"the 50 items never overlapped (peak {peak}): the max_parallel check proved nothing"
+
+    # 3. Each instance sent its own item and index, and its XCom holds that answer.
+    journal = llmock.requests
+    assert all(r.status == 200 for r in journal), [(r.path, r.status) for r in journal]
+    chats = [r for r in journal if r.path.endswith("/chat/completions")]
+    embeddings = [r for r in journal if r.path.endswith("/embeddings")]
+    prompts = sorted(r.body["messages"][-1]["content"] for r in chats)
+    expected_prompts = [f"Summarize {item} (item {i})." for i, item in enumerate(FAN_OUT_ITEMS)]
+    assert prompts == sorted(expected_prompts), prompts
+    answers = []
+    for i, prompt in enumerate(expected_prompts):
+        response = api.xcom(FAN_OUT_DAG_ID, run_id, "summarize", map_index=i)
+        answer = response["choices"][0]["message"]["content"]
+        assert prompt in answer, f"map_index {i}: answer {answer!r} is not about {prompt!r}"
+        answers.append(answer)
+
+    # 4. One embedding request with the 50 answers in item order; its XCom holds 50 vectors.
+    assert len(embeddings) == 1, [r.body for r in embeddings]
+    assert embeddings[0].body["model"] == "BGE-M3"
+    assert embeddings[0].body["input"] == answers, embeddings[0].body["input"]
+    vectors = api.xcom(FAN_OUT_DAG_ID, run_id, "embed")
+    assert [d["index"] for d in vectors["data"]] == list(range(n)), vectors["data"]
+    assert all(len(d["embedding"]) > 0 for d in vectors["data"])
+
+
+def _peak_overlap(tis: Iterable[dict[str, Any]]) -> int:
+    """The most task instances running at one instant, from their start/end dates (an end at the
+    very instant another starts is not an overlap)."""
+    events = []
+    for ti in tis:
+        start, end = ti["start_date"], ti["end_date"]
+        assert start and end, ti
+        events.append((datetime.fromisoformat(start), 1))
+        events.append((datetime.fromisoformat(end), -1))
+    peak = running = 0
+    for _, step in sorted(events):  # at equal times the end (-1) sorts before the start (+1)
+        running += step
+        peak = max(peak, running)
+    return peak
