@@ -322,6 +322,7 @@ class AirflowServices:
         folder_scan_interval: int = 300,
         file_parse_interval: int = 30,
         local_executor_on_2x: bool = False,
+        with_triggerer: bool = False,
     ) -> None:
         self.dags_folder = Path(dags_folder).resolve()
         self.extra_env = dict(extra_env or {})
@@ -345,6 +346,8 @@ class AirflowServices:
         # executor's worker instead of a fresh `airflow tasks run` interpreter, and up to
         # `core.parallelism` run at once (measured: a 50-item fan-out in ~80 s instead of ~250 s).
         self.local_executor_on_2x = local_executor_on_2x
+        # `airflow triggerer` too, for deferrable tasks (off by default: one process fewer).
+        self.with_triggerer = with_triggerer
         self.marker = secrets.token_hex(8)
         # One set of secrets for every process: JWTs signed by the scheduler for its task
         # processes are checked by the api-server, so they must share the key.
@@ -487,6 +490,8 @@ class AirflowServices:
                 "webserver", ["webserver", "--hostname", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
             )
             self._spawn("scheduler", ["scheduler"])
+        if self.with_triggerer:
+            self._spawn("triggerer", ["triggerer"])
         self.wait_healthy(Deadline(self._budget(self.startup_timeout)))
         self.timings["start_s"] = time.monotonic() - t0
         return self
@@ -541,6 +546,7 @@ class AirflowServices:
 
     def wait_healthy(self, deadline: Deadline) -> dict[str, Any]:
         wanted = ("metadatabase", "scheduler", "dag_processor") if self.major >= 3 else ("metadatabase", "scheduler")
+        wanted += ("triggerer",) if self.with_triggerer else ()
         last: Any = None
         while True:
             self.check_alive()
