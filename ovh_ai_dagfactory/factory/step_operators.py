@@ -111,7 +111,8 @@ class PipelineEmbeddingOperator(OVHCloudAIEndpointsEmbeddingOperator):
         super()._do_render_template_fields(parent, rest, context, jinja_env, seen_oids)
 
     def execute(self, context: Any) -> Any:
-        _check_texts(self.task_id, self.input)
+        if self.input_file is None:  # else the texts come from the file
+            _check_texts(self.task_id, self.input)
         return super().execute(context)
 
     def call_endpoint(self, request: dict[str, Any]) -> dict[str, Any]:

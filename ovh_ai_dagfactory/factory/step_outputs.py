@@ -104,7 +104,27 @@ class StepOutput:
         responses = self._all_responses() if self._mapped else [self._one_response()]
         return [vector for response in responses for vector in self._read("embeddings", embedding_vectors, response)]
 
+    @property
+    def output(self) -> str:
+        """The URI an embedding step with `output` wrote its vectors under (its manifest's `output`)."""
+        self._require("output")
+        return str(self._one_response().get("output"))
+
+    @property
+    def outputs(self) -> list[str]:
+        """A for_each embedding step's output URIs, one per item, in item order."""
+        self._require("outputs")
+        return [str(manifest.get("output")) for manifest in self._all_responses()]
+
     def _read(self, output: str, read: Callable[[Mapping[str, Any]], Any], response: Any) -> Any:
+        if isinstance(response, Mapping) and "parts" in response and "data" not in response:
+            # A manifest: the vectors are in storage, not in XCom; reading them into a template would
+            # defeat the point of `output` (and could not fit in a request anyway).
+            raise AirflowFailException(
+                f"steps.{self._step_id}.{output}: step '{self._step_id}' wrote its {response.get('count')} vectors "
+                f"to {response.get('output')} (the step sets `output`): read them from there, e.g. in the next "
+                f"system that ingests them; steps.{self._step_id}.output gives the URI"
+            )
         try:
             return read(response if isinstance(response, Mapping) else {})
         except NoContentError as error:

@@ -14,6 +14,7 @@ from ovh_ai_dagfactory.spec.cron import PRESET_NAMES, schedule_problem
 from ovh_ai_dagfactory.spec.dates import parse_date
 from ovh_ai_dagfactory.spec.declare import AFTER_DEFAULTS, declared_fields, templated_values
 from ovh_ai_dagfactory.spec.durations import DurationTooLong, parse_duration
+from ovh_ai_dagfactory.spec.embedding_rules import embedding_input_problems
 from ovh_ai_dagfactory.spec.errors import PipelineError
 from ovh_ai_dagfactory.spec.fan_out import fan_out_problems
 from ovh_ai_dagfactory.spec.graph import cycles
@@ -74,7 +75,7 @@ class PipelineChecks:
             found.extend(self._output_schema(step_id, step))
             cls = step_class(step)
             if cls is not None:
-                problems = fan_out_problems(step_id, step, cls, self.steps)
+                problems = [*fan_out_problems(step_id, step, cls, self.steps), *embedding_input_problems(step_id, step)]
                 found.extend(self._error(path, message, hint, key=key) for path, message, hint, key in problems)
         for kind, values in self.defaults.items():
             if kind in STEP_CLASSES:

@@ -185,7 +185,7 @@ class ChatStep:
 class EmbeddingStep:
     step_id: str = ""
     model: str = MODEL.field("")
-    input: str | tuple[str, ...] = Declared(
+    input: str | tuple[str, ...] | None = Declared(
         one_or_list({"type": "string"}),
         "Text to embed: one string, or a non-empty list of strings (one vector each). May be Jinja templates; "
         "a list can come from one: {{ params.documents }}, {{ steps.<id>.contents }}.",
@@ -196,9 +196,38 @@ class EmbeddingStep:
         ),
         templated=True,
         native=True,
-        required=True,
         in_defaults=False,
-    ).field("")
+        default_text="none: give input or input_file",
+    ).field()
+    input_file: str | None = Declared(
+        NON_EMPTY_STRING,
+        "Instead of input: the URI of a JSON Lines file (one object per line, the text in text_field) or of a "
+        ".txt file (one text per line), read as a stream: file://, s3://, gs://... (Airflow's ObjectStoragePath).",
+        ("file:///data/corpus/{{ ds }}.jsonl",),
+        templated=True,
+        in_defaults=False,
+    ).field()
+    text_field: str | None = Declared(
+        NON_EMPTY_STRING, "With input_file (JSON Lines): the field holding the text.", ("text",), default_text="text"
+    ).field()
+    id_field: str | None = Declared(
+        NON_EMPTY_STRING, "With input_file (JSON Lines): a field carried to the output with each vector.", ("id",)
+    ).field()
+    output: str | None = Declared(
+        NON_EMPTY_STRING,
+        "A directory URI where the vectors are written as parts (JSON Lines), committed one by one so a retry "
+        "resumes; XCom then holds a manifest, and later steps read the URI as steps.<id>.output.",
+        ("file:///data/vectors/{{ ds }}/",),
+        templated=True,
+        argument="output_uri",
+        in_defaults=False,
+    ).field()
+    input_conn_id: str | None = Declared(
+        CONNECTION_ID, "Airflow connection for input_file (e.g. an aws connection for s3://).", ("aws_default",)
+    ).field()
+    output_conn_id: str | None = Declared(
+        CONNECTION_ID, "Airflow connection for output (e.g. an aws connection for s3://).", ("aws_default",)
+    ).field()
     batch_size: int | None = Declared(
         integer(1, 100_000),
         "Texts per request: a longer input is sent as several requests (each also kept under the endpoint's "

@@ -31,13 +31,13 @@ def referenced_steps(text: str) -> tuple[str, ...]:
 
 
 #: Which outputs each kind of step provides at run time (`steps.<id>.<output>`).
-OUTPUTS_BY_KIND = {"chat": ("content", "response", "json"), "embedding": ("embeddings", "response")}
+OUTPUTS_BY_KIND = {"chat": ("content", "response", "json"), "embedding": ("embeddings", "response", "output")}
 #: A step with `for_each` runs once per item; later steps read each output as a list in item order,
 #: under its plural name (`embeddings`, already plural, gives the vectors of all items in order).
-PLURAL_OF = {"content": "contents", "response": "responses", "json": "jsons"}
+PLURAL_OF = {"content": "contents", "response": "responses", "json": "jsons", "output": "outputs"}
 SINGULAR_OF = {plural: singular for singular, plural in PLURAL_OF.items()}
 #: Outputs a step provides only when it declares the field named here.
-OUTPUT_NEEDS = {"json": "output_schema", "jsons": "output_schema"}
+OUTPUT_NEEDS = {"json": "output_schema", "jsons": "output_schema", "output": "output", "outputs": "output"}
 
 
 def outputs_of(kind: str, mapped: bool) -> tuple[str, ...]:
