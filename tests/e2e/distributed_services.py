@@ -506,21 +506,14 @@ class CeleryAirflow(AirflowServices):
             time.sleep(0.5)
 
     def stop(self) -> None:
-        """The workers first, each by its main process alone, with Celery's cold shutdown (SIGQUIT:
-        no waiting for tasks; a SIGTERM to the whole process group, what `AirflowServices.stop()`
-        sends, also hits the pool processes, and the warm shutdown then waits until the SIGKILL).
-        Then everything else as usual."""
+        """Celery's cold shutdown (SIGQUIT) to each worker's main process first: no waiting for
+        tasks. A SIGTERM to a worker's whole process group alone (what `AirflowServices.stop()`
+        sends) also hits its pool processes, and the warm shutdown then waits for them until the
+        SIGKILL. Then everything as usual, the workers' groups included, all waited on together."""
         if not self._stopped:
-            running = [w.service.process for w in self.workers if w.service and w.service.alive()]
-            for proc in running:
-                proc.send_signal(signal.SIGQUIT)
-            end = time.monotonic() + self.stop_timeout
-            for proc in running:
-                try:
-                    proc.wait(timeout=max(0.1, end - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    pass
-            self.timings["stop_workers_s"] = time.monotonic() - (end - self.stop_timeout)
+            for worker in self.workers:
+                if worker.service and worker.service.alive():
+                    worker.service.process.send_signal(signal.SIGQUIT)
         super().stop()
 
     def logs(self, lines: int = 60) -> str:
