@@ -13,7 +13,7 @@ import sys
 from datetime import timedelta
 from typing import Any, TextIO
 
-from ovh_ai_dagfactory.factory.mapping import OPERATOR_NAMES, dag_arguments, step_arguments
+from ovh_ai_dagfactory.factory.mapping import batch_arguments, dag_arguments, operator_name, step_arguments
 from ovh_ai_dagfactory.spec.declare import plain_value
 from ovh_ai_dagfactory.spec.errors import PipelineInvalid
 from ovh_ai_dagfactory.spec.fan_out import items_task_id, needs_items_task
@@ -84,18 +84,19 @@ def render_text(pipeline: Pipeline, out: TextIO) -> None:
     for step in pipeline.steps:
         upstream = pipeline.upstream_of(step.step_id)
         out.write(
-            f"  {step.step_id}: {OPERATOR_NAMES[step.kind]}"
-            + (f"  (after {', '.join(upstream)})" if upstream else "")
-            + "\n"
+            f"  {step.step_id}: {operator_name(step)}" + (f"  (after {', '.join(upstream)})" if upstream else "") + "\n"
         )
-        if step.for_each is not None:
+        if step.for_each is not None and step.mode == "batch":
+            out.write(f"    for_each: {_value(plain_value(step.for_each))}  (one batch job: one request per item)\n")
+        elif step.for_each is not None:
             how = (
                 f"the list comes from task {items_task_id(step.step_id)}"
                 if needs_items_task(step.for_each)
                 else "expanded over this literal list"
             )
             out.write(f"    for_each: {_value(plain_value(step.for_each))}  (mapped task, one per item; {how})\n")
-        for name, value in step_arguments(step, pipeline).items():
+        arguments = batch_arguments(step, pipeline) if step.mode == "batch" else step_arguments(step, pipeline)
+        for name, value in arguments.items():
             if name == "task_id":
                 continue
             if name == "messages":

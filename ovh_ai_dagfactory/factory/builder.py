@@ -19,7 +19,7 @@ from ovh_ai_dagfactory.compat import (
     is_airflow_refusal,
     is_policy_skip,
 )
-from ovh_ai_dagfactory.factory.mapping import dag_arguments, step_arguments
+from ovh_ai_dagfactory.factory.mapping import batch_arguments, dag_arguments, step_arguments
 from ovh_ai_dagfactory.spec.declare import plain_value
 from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
 from ovh_ai_dagfactory.spec.fan_out import items_task_id, needs_items_task
@@ -107,7 +107,15 @@ def _construct(pipeline: Pipeline, fileloc: str | None, source_label: str | None
         arguments = {**shared, **step_arguments(step, pipeline)}
         operator = OPERATOR_BY_KIND[step.kind]
         edges[step.step_id] = _task_upstream(step, upstream[step.step_id])
-        if step.for_each is None:
+        if step.mode == "batch":  # one task for the whole step: the platform runs its requests
+            from ovh_ai_dagfactory.factory.batch_step import PipelineBatchOperator
+
+            batch = {**shared, **batch_arguments(step, pipeline)}
+            if step.for_each is not None:
+                batch["for_each"] = plain_value(step.for_each)
+            edges[step.step_id] = upstream[step.step_id]
+            tasks[step.step_id] = PipelineBatchOperator(**_after_fan_out(batch, edges[step.step_id], mapped))
+        elif step.for_each is None:
             tasks[step.step_id] = operator(**_after_fan_out(arguments, edges[step.step_id], mapped))
         elif not needs_items_task(step.for_each):
             tasks[step.step_id] = operator.partial(**_after_fan_out(arguments, edges[step.step_id], mapped)).expand(

@@ -38,7 +38,28 @@ def prepare_metadata_db(home: Path) -> None:
     marker.write_text("ok\n")
 
 
+def prepare_existing_home() -> None:
+    """An Airflow home of the user's (AIRFLOW_HOME): its DB is never reset; on Airflow 3 the DAG
+    bundles it configures are registered, as its DAG processor would, so a DAG can be stored."""
+    if AIRFLOW_V3:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+        DagBundlesManager().sync_bundles_to_db()
+
+
 def connection_exists(conn_id: str) -> bool:
+    """Whether the run's tasks will find `conn_id`: in the environment, a secrets backend or the
+    home's metadata DB. On Airflow 3 outside a task, the SDK's BaseHook sees no metadata DB (tasks get
+    it through the execution API, which `dag.test()` serves in-process), so the core model is asked."""
+    if AIRFLOW_V3:
+        from airflow.exceptions import AirflowNotFoundException as NotFound
+        from airflow.models.connection import Connection
+
+        try:
+            Connection.get_connection_from_secrets(conn_id)
+        except NotFound:
+            return False
+        return True
     try:
         BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
@@ -46,7 +67,9 @@ def connection_exists(conn_id: str) -> bool:
     return True
 
 
-def run_pipeline(pipeline: Pipeline, logical_date: datetime, *, source_label: str) -> list[StepOutcome]:
+def run_pipeline(
+    pipeline: Pipeline, logical_date: datetime, *, source_label: str, conf: dict[str, Any] | None = None
+) -> list[StepOutcome]:
     dag = build_dag(pipeline, source_label=source_label)
     errors: dict[str, str] = {}
     for task in dag.tasks:
@@ -54,7 +77,7 @@ def run_pipeline(pipeline: Pipeline, logical_date: datetime, *, source_label: st
         existing = task.on_failure_callback or []
         existing = list(existing) if isinstance(existing, (list, tuple)) else [existing]
         task.on_failure_callback = [*existing, _remember_failure(errors)]  # a list on both lines
-    dag_run = run_dag_once(dag, logical_date)
+    dag_run = run_dag_once(dag, logical_date, conf)
     states: dict[str, list[str]] = {}
     for ti in sorted(dag_run.get_task_instances(), key=lambda ti: ti.map_index):
         states.setdefault(ti.task_id, []).append(str(ti.state))
@@ -101,22 +124,21 @@ def reset_metadata_db() -> None:
         DagBundlesManager().sync_bundles_to_db()
 
 
-def run_dag_once(dag: Any, logical_date: datetime) -> Any:
+def run_dag_once(dag: Any, logical_date: datetime, conf: dict[str, Any] | None = None) -> Any:
     """One DagRun of `dag` through `dag.test()`; returns the DagRun.
 
     Airflow 3 runs only DAGs serialized in the metadata DB, so the DAG is stored first (as the DAG
     processor would); 2.11 takes `execution_date` instead of `logical_date`.
     """
     if AIRFLOW_V3:
-        import os
-
         from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
-        bag = DagBag(dag_folder=os.environ.get("AIRFLOW__CORE__DAGS_FOLDER"))
+        # A bag of this one DAG: the home's DAG folder (a user's, with AIRFLOW_HOME) is not parsed.
+        bag = DagBag(collect_dags=False)
         bag.bag_dag(dag)
         sync_bag_to_db(bag, "dags-folder", None)
-        return dag.test(logical_date=logical_date)
-    return dag.test(execution_date=logical_date)
+        return dag.test(logical_date=logical_date, run_conf=conf)
+    return dag.test(execution_date=logical_date, run_conf=conf)
 
 
 def xcom_of(dag_run: Any, task_id: str, key: str = "return_value") -> Any:

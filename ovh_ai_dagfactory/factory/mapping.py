@@ -18,6 +18,7 @@ from ovh_ai_dagfactory.spec.model import Pipeline, Step
 OPERATOR_NAMES = {
     "chat": "OVHCloudAIEndpointsChatCompletionsOperator",
     "embedding": "OVHCloudAIEndpointsEmbeddingOperator",
+    "batch": "OVHCloudAIEndpointsBatchOperator",  # any kind, with `mode: batch`
 }
 #: DAG arguments passed even when unset: Airflow 2.11's default schedule is daily, not manual.
 _ALWAYS = ("schedule",)
@@ -71,6 +72,23 @@ def step_arguments(step: Step, pipeline: Pipeline) -> dict[str, Any]:
     if connection:
         arguments["ovh_conn_id"] = connection
     return arguments
+
+
+def operator_name(step: Step) -> str:
+    """The provider operator a step becomes."""
+    return OPERATOR_NAMES["batch" if step.mode == "batch" else step.kind]
+
+
+def batch_arguments(step: Step, pipeline: Pipeline) -> dict[str, Any]:
+    """A `mode: batch` step's arguments for the batch operator: the same fields, under its names
+    (its request parameters are `request_kwargs`, an embedding step's texts its `inputs`)."""
+    arguments = step_arguments(step, pipeline)
+    request = arguments.pop(type(step).REQUEST_ARGUMENT, None)
+    if request:
+        arguments["request_kwargs"] = request
+    if step.kind == "embedding":
+        arguments["inputs"] = arguments.pop("input")
+    return {"kind": step.kind, **arguments}
 
 
 def doc_md(pipeline: Pipeline, source_label: str, upstream: dict[str, tuple[str, ...]] | None = None) -> str:

@@ -77,7 +77,7 @@ class PipelineChatOperator(OVHCloudAIEndpointsChatCompletionsOperator):
     def _do_render_template_fields(
         self, parent: Any, template_fields: Iterable[str], context: Any, jinja_env: Any, seen_oids: set[int]
     ) -> None:
-        rest = _render_pipeline_fields(self, parent, template_fields, context, jinja_env)
+        rest = render_pipeline_fields(self, parent, template_fields, context, jinja_env)
         super()._do_render_template_fields(parent, rest, context, jinja_env, seen_oids)
 
 
@@ -107,7 +107,7 @@ class PipelineEmbeddingOperator(OVHCloudAIEndpointsEmbeddingOperator):
     def _do_render_template_fields(
         self, parent: Any, template_fields: Iterable[str], context: Any, jinja_env: Any, seen_oids: set[int]
     ) -> None:
-        rest = _render_pipeline_fields(self, parent, template_fields, context, jinja_env)
+        rest = render_pipeline_fields(self, parent, template_fields, context, jinja_env)
         super()._do_render_template_fields(parent, rest, context, jinja_env, seen_oids)
 
     def execute(self, context: Any) -> Any:
@@ -158,7 +158,7 @@ class ForEachItemsOperator(BaseOperator):
     def _do_render_template_fields(
         self, parent: Any, template_fields: Iterable[str], context: Any, jinja_env: Any, seen_oids: set[int]
     ) -> None:
-        rest = _render_pipeline_fields(self, parent, template_fields, context, jinja_env, native=("for_each",))
+        rest = render_pipeline_fields(self, parent, template_fields, context, jinja_env, native=("for_each",))
         super()._do_render_template_fields(parent, rest, context, jinja_env, seen_oids)
 
     def execute(self, context: Any) -> list[Any]:
@@ -166,7 +166,7 @@ class ForEachItemsOperator(BaseOperator):
         if not isinstance(items, (list, tuple)):
             # Deterministic: a retry renders the same value, so fail without using the retries.
             raise AirflowFailException(
-                f"for_each of step '{self.step_id}' gave {_described(items)}, not a list: it must give the "
+                f"for_each of step '{self.step_id}' gave {described(items)}, not a list: it must give the "
                 "list of items to run the step for (e.g. {{ steps.<id>.json.topics }} with an output_schema "
                 "whose `topics` is an array)"
             )
@@ -183,7 +183,7 @@ _NATIVE_FIELDS = {
 _KIND_OF_OPERATOR = {PipelineChatOperator: "chat", PipelineEmbeddingOperator: "embedding"}
 
 
-def _render_pipeline_fields(
+def render_pipeline_fields(
     task: Any,
     parent: Any,
     template_fields: Iterable[str],
@@ -221,11 +221,11 @@ def _check_texts(task_id: str, value: Any) -> None:
     if isinstance(value, str) or (isinstance(value, list) and all(isinstance(text, str) for text in value)):
         return
     raise AirflowFailException(
-        f"input of step '{task_id}' gave {_described(value)}: it must be a text or a list of texts"
+        f"input of step '{task_id}' gave {described(value)}: it must be a text or a list of texts"
     )
 
 
-def _described(value: Any) -> str:
+def described(value: Any) -> str:
     text = repr(value)
     return f"{type(value).__name__} {text[:80] + '...' if len(text) > 80 else text}"
 

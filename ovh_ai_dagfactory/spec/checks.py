@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from ovh_ai_dagfactory.spec.batch_mode import batch_mode_problems
 from ovh_ai_dagfactory.spec.cron import PRESET_NAMES, schedule_problem
 from ovh_ai_dagfactory.spec.dates import parse_date
 from ovh_ai_dagfactory.spec.declare import AFTER_DEFAULTS, declared_fields, templated_values
@@ -75,7 +76,11 @@ class PipelineChecks:
             found.extend(self._output_schema(step_id, step))
             cls = step_class(step)
             if cls is not None:
-                problems = [*fan_out_problems(step_id, step, cls, self.steps), *embedding_input_problems(step_id, step)]
+                problems = [
+                    *fan_out_problems(step_id, step, cls, self.steps),
+                    *embedding_input_problems(step_id, step),
+                    *batch_mode_problems(step_id, step),
+                ]
                 found.extend(self._error(path, message, hint, key=key) for path, message, hint, key in problems)
         for kind, values in self.defaults.items():
             if kind in STEP_CLASSES:

@@ -40,11 +40,13 @@ from ovh_ai_dagfactory.spec.declare import (
 from ovh_ai_dagfactory.spec.output_schema import load_output_schema
 from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DAG_ID, DATE, DURATION, PARAMS, SCHEDULE, TAGS
 from ovh_ai_dagfactory.spec.shared_fields import (
+    COMPLETION_WINDOW,
     DEPENDS_ON,
     EXECUTION_TIMEOUT,
     EXTRA_BODY,
     FOR_EACH_ITEMS,
     MAX_PARALLEL,
+    MODE,
     MODEL,
     RETRIES,
     RETRY_DELAY,
@@ -162,6 +164,8 @@ class ChatStep:
     extra_body: dict[str, Any] | None = EXTRA_BODY.field()
     for_each: str | tuple[Any, ...] | None = FOR_EACH_ITEMS.field()
     max_parallel: int | None = MAX_PARALLEL.field()
+    mode: str | None = MODE.field()
+    completion_window: str | None = COMPLETION_WINDOW.field()
     depends_on: tuple[str, ...] = DEPENDS_ON.field(())
     description: str | None = STEP_DESCRIPTION.field()
     options: TaskOptions = OPTIONS.field(TaskOptions)
@@ -250,6 +254,8 @@ class EmbeddingStep:
     extra_body: dict[str, Any] | None = EXTRA_BODY.field()
     for_each: str | tuple[Any, ...] | None = FOR_EACH_ITEMS.field()
     max_parallel: int | None = MAX_PARALLEL.field()
+    mode: str | None = MODE.field()
+    completion_window: str | None = COMPLETION_WINDOW.field()
     depends_on: tuple[str, ...] = DEPENDS_ON.field(())
     description: str | None = STEP_DESCRIPTION.field()
     options: TaskOptions = OPTIONS.field(TaskOptions)

@@ -11,6 +11,7 @@ from ovh_ai_dagfactory.spec.declare import (
     STRING,
     STRING_LIST,
     Declared,
+    enum,
     integer,
 )
 from ovh_ai_dagfactory.spec.shapes import DURATION, FOR_EACH
@@ -73,4 +74,21 @@ MAX_PARALLEL = Declared(
     argument="max_active_tis_per_dagrun",
     in_defaults=False,
     default_text="no limit beyond the pool's and Airflow's",
+)
+
+MODE = Declared(
+    enum("sync", "batch"),
+    "sync: one request per item, as it runs. batch: the whole step as one OVH Batch API job (about half the "
+    "price, outside the per-minute rate limit, done within completion_window); the task waits in Airflow's "
+    "triggerer, not in a worker slot. For a for_each chat step or an embedding step with a list input; later "
+    "steps read it exactly as in sync mode. Needs a connection with a token.",
+    ("batch",),
+    argument=None,  # chooses the operator: factory/builder.py
+    default_text="sync",
+)
+COMPLETION_WINDOW = Declared(
+    enum("24h", "48h", "72h"),
+    "With mode: batch, how long the platform may take; a batch not done by then ends as expired.",
+    ("24h",),
+    default_text="24h",
 )

@@ -1,0 +1,99 @@
+"""`mode: batch` in YAML: a for_each chat step or an embedding step runs as one OVH Batch API job
+(deferred to the trigger, which `dag.test()` runs in-process), and later steps read it exactly as
+in sync mode — through Airflow, against the batch stub."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import CONN_ID, TEST_TOKEN, run_dag, task_states, xcom_value
+from ovh_batch_stub import OVHBatchStub
+
+from ovh_ai_dagfactory.factory.builder import build_dag
+from ovh_ai_dagfactory.spec import PipelineInvalid, parse_pipeline_text
+
+PIPELINE = """\
+schedule: null
+params:
+  tickets: {type: array, default: ["the export crashes", "add dark mode", "how do I log in?"]}
+steps:
+  classify:
+    type: chat
+    model: Meta-Llama-3_3-70B-Instruct
+    mode: batch
+    completion_window: 48h
+    for_each: "{{ params.tickets }}"
+    temperature: 0
+    messages: [{role: user, content: "Classify ticket {{ item_index }}: {{ item }}"}]
+  embed:
+    type: embedding
+    model: BGE-M3
+    mode: batch
+    input: "{{ steps.classify.contents }}"
+  report:
+    type: chat
+    model: Meta-Llama-3_3-70B-Instruct
+    messages: [{role: user, content: "{{ steps.classify.contents | length }} answers, {{ steps.embed.embeddings | length }} vectors"}]
+"""
+
+
+@pytest.fixture
+def batch_stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[OVHBatchStub]:
+    with OVHBatchStub(token=TEST_TOKEN) as server:
+        conn = {"conn_type": "ovhcloud_ai_endpoints", "host": server.base_url, "password": TEST_TOKEN}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
+        yield server
+
+
+def _quick(dag: Any) -> Any:
+    for task in dag.tasks:  # poll the stub every few ms instead of every minute
+        if hasattr(task, "poll_interval"):
+            task.poll_interval, task.max_poll_interval = 0.02, 0.05
+    return dag
+
+
+def test_batch_steps_run_as_batch_jobs_and_read_like_sync_steps(airflow_db, batch_stub):
+    dag = _quick(build_dag(parse_pipeline_text(PIPELINE, "/pipelines/batch.yaml")))
+    assert [type(dag.get_task(t)).__name__ for t in ("classify", "embed")] == ["PipelineBatchOperator"] * 2
+    assert dag.get_task("classify").operator_name == "OVHCloudAIEndpointsBatchOperator"
+    dag_run = run_dag(dag)
+    assert set(task_states(dag_run).values()) == {"success"}, task_states(dag_run)
+    chat_batch, embedding_batch = batch_stub.batches.values()
+    assert chat_batch["completion_window"] == "48h" and embedding_batch["completion_window"] == "24h"
+    lines = [json.loads(line) for line in batch_stub.uploads[0]["content"].splitlines()]
+    assert [line["body"]["messages"][0]["content"] for line in lines] == [
+        "Classify ticket 0: the export crashes",
+        "Classify ticket 1: add dark mode",
+        "Classify ticket 2: how do I log in?",
+    ]
+    assert all(line["body"]["temperature"] == 0 for line in lines)
+    answers = [response["choices"][0]["message"]["content"] for response in xcom_value(dag_run, "classify")]
+    texts = [json.loads(line)["body"]["input"] for line in batch_stub.uploads[1]["content"].splitlines()]
+    assert texts == answers  # item order kept, though the stub shuffles its output lines
+    assert len(xcom_value(dag_run, "embed")["data"]) == 3
+    [report] = [r.body for r in batch_stub.requests if r.path.endswith("/chat/completions")]
+    assert report["messages"][0]["content"] == "3 answers, 3 vectors"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('    for_each: "{{ params.tickets }}"\n', ""), "chat step 'classify' has mode: batch but no for_each"),
+        (("    mode: batch\n    completion_window: 48h\n", "    completion_window: 48h\n"), "not in batch mode"),
+        (
+            ('    input: "{{ steps.classify.contents }}"\n', "    input_file: file:///c.jsonl\n"),
+            "'input_file' does not apply to step 'embed' in mode: batch",
+        ),
+        (
+            ("    temperature: 0\n", "    temperature: 0\n    max_parallel: 2\n"),
+            "'max_parallel' does not apply to step 'classify' in mode: batch",
+        ),
+    ],
+)
+def test_validate_refuses_batch_mode_where_it_cannot_apply(change: tuple[str, str], message: str):
+    with pytest.raises(PipelineInvalid) as caught:
+        parse_pipeline_text(PIPELINE.replace(*change), "p.yaml")
+    assert any(message in error.message for error in caught.value.errors), caught.value.errors
