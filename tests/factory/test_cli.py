@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from conftest import REPO_ROOT, TEST_TOKEN
@@ -72,7 +73,8 @@ def test_run_prints_each_steps_result(tmp_path, llmock):
     assert "summarize (chat): success\n  content: Airflow runs workflows." in done.stdout
     assert "embed_summary (embedding): success\n  vectors: 1 × " in done.stdout
     assert "tokens: prompt_tokens=" in done.stdout and "2 of 2 steps succeeded" in done.stdout
-    assert list((tmp_path / ".ovh-ai-dagfactory" / "airflow-home").glob("airflow-*.db"))
+    assert list(tmp_path.iterdir()) == []  # the throw-away Airflow home lived elsewhere and is gone
+    assert not list(Path(tempfile.gettempdir()).glob("ovh-ai-dagfactory-run-*"))
     [embedding] = [r.body for r in llmock.requests if r.path.endswith("/embeddings")]
     assert embedding["input"] == "Airflow runs workflows."
     assert TEST_TOKEN not in done.stdout + done.stderr
@@ -138,3 +140,65 @@ def test_render_shows_a_fan_out(capsys):
         "explain__for_each)\n"
     ) in out
     assert "    max_active_tis_per_dagrun: 4\n" in out
+
+
+def _airflow(args: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), *args], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_run_uses_the_connections_and_variables_of_airflow_home(tmp_path, llmock):
+    """With AIRFLOW_HOME set, `run` works in that home like `airflow dags test`: its DB's connection
+    and variable are used (none is in the environment)."""
+    home = tmp_path / "home"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "OPENAI"))}
+    env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
+    _airflow(["db", "migrate"], env)
+    _airflow(["variables", "set", "llm_model", "Mistral-Nemo-Instruct-2407"], env)
+    _airflow(
+        ["connections", "add", "ovh_ai_endpoints_default", "--conn-type", "ovhcloud_ai_endpoints"]
+        + ["--conn-host", llmock.base_url("openai"), "--conn-password", TEST_TOKEN],
+        env,
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    daily = str(REPO_ROOT / "pipelines" / "templated_daily_report.yaml")
+    done = _run_cli(["run", daily, "--logical-date", "2024-03-04"], work, {"AIRFLOW_HOME": str(home)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Using the Airflow home in AIRFLOW_HOME ({home})" in done.stdout
+    [body] = [r.body for r in llmock.requests if r.path.endswith("/chat/completions")]
+    assert body["model"] == "Mistral-Nemo-Instruct-2407"
+    assert body["messages"][1]["content"] == "Generate a report summary for 2024-03-04"
+    assert list(work.iterdir()) == []
+
+
+def test_run_conf_sets_params_and_a_failed_step_is_summarised_without_a_traceback(tmp_path, llmock):
+    llmock_url = llmock.base_url("openai")
+    connection = {"conn_type": "ovhcloud_ai_endpoints", "host": llmock_url, "password": TEST_TOKEN}
+    pipeline = tmp_path / "conf.yaml"
+    pipeline.write_text(
+        "params:\n  topic: {type: string, default: nothing}\n  n: 1\nsteps:\n"
+        "  ask: {type: chat, model: m, messages: [{role: user, content: 'About {{ params.topic }} x{{ params.n }}'}]}\n"
+        "  broken: {type: chat, model: m, connection: unreachable, messages: [{role: user, content: hi}]}\n"
+    )
+    (tmp_path / "more.json").write_text('{"n": 3}')
+    unreachable = {"conn_type": "ovhcloud_ai_endpoints", "host": "http://127.0.0.1:9/v1", "password": "x" * 8}
+    unreachable["extra"] = {"max_retries": 0, "timeout": 2}
+    done = _run_cli(
+        ["run", str(pipeline), "--conf", "topic=queues", "--conf", "@more.json"],
+        tmp_path,
+        {
+            "AIRFLOW_CONN_OVH_AI_ENDPOINTS_DEFAULT": json.dumps(connection),
+            "AIRFLOW_CONN_UNREACHABLE": json.dumps(unreachable),
+        },
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    [body] = [r.body for r in llmock.requests if r.path.endswith("/chat/completions")]
+    assert body["messages"][0]["content"] == "About queues x3"
+    assert "ask (chat): success" in done.stdout
+    assert "broken (chat): failed\n  error: EndpointConnectionError: Connection error: could not reach" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    bad = _run_cli(["run", str(pipeline), "--conf", "not-a-pair"], tmp_path, {})
+    assert bad.returncode == 1 and "error: --conf: 'not-a-pair' is not key=value" in bad.stderr
