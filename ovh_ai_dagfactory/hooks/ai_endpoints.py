@@ -22,7 +22,14 @@ from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, OVHCloudAIEndpoi
 from ovh_ai_dagfactory.hooks.redaction import redact
 from ovh_ai_dagfactory.hooks.responses import wire_json
 from ovh_ai_dagfactory.hooks.sdk_errors import CallContext, from_openai_error
-from ovh_ai_dagfactory.provider_info import CONN_TYPE, DEFAULT_BASE_URL, DEFAULT_CONN_ID, HOOK_NAME, UI_FIELD_BEHAVIOUR
+from ovh_ai_dagfactory.provider_info import (
+    CONN_TYPE,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONN_ID,
+    DEFAULT_REQUESTS_PER_MINUTE,  # the embedding jobs' pacing (OVH's limit per model with a token); re-exported
+    HOOK_NAME,
+    UI_FIELD_BEHAVIOUR,
+)
 
 if TYPE_CHECKING:
     import openai
@@ -31,7 +38,6 @@ DEFAULT_TIMEOUT = 300.0  # seconds; a long answer of a 70B model takes minutes, 
 DEFAULT_MAX_RETRIES = 2  # the SDK's own default: 3 tries, backoff 0.5 s x 2^n, honouring Retry-After
 _CONNECT_TIMEOUT = 10.0  # an unreachable host should fail fast even when reads may take minutes
 _MODEL_LIST_TIMEOUT = 10.0  # the listing behind a 404 hint must not delay the real error much
-DEFAULT_REQUESTS_PER_MINUTE = 400  # OVH's rate limit per model with a token
 
 
 class OVHCloudAIEndpointsHook(BaseHook):

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
+from ovh_ai_dagfactory.provider_info import DEFAULT_EMBEDDING_BATCH_SIZE
 
-DEFAULT_BATCH_SIZE = 64  # texts per request: the issue's example; OVH's limit per model is higher
+# Texts per request; declared once, in provider_info (the pipeline reference shows it without Airflow).
+DEFAULT_BATCH_SIZE = DEFAULT_EMBEDDING_BATCH_SIZE
 DEFAULT_MAX_REQUEST_BYTES = 2_000_000  # OVH AI Endpoints' request body limit ("2 MB")
 _ENVELOPE_SLACK = 256  # bytes of JSON punctuation and headers-free framing around `input`
 

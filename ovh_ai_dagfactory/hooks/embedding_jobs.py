@@ -31,7 +31,13 @@ from ovh_ai_dagfactory.hooks.embedding_runner import (
     RetryPolicy,
     run_batches,
 )
-from ovh_ai_dagfactory.hooks.embedding_store import PART_FORMAT, PartStore, fingerprint, read_texts
+from ovh_ai_dagfactory.hooks.embedding_store import (
+    PART_FORMAT,
+    PartStore,
+    fingerprint,
+    fingerprint_file,
+    read_texts,
+)
 from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
 from ovh_ai_dagfactory.hooks.request_pacing import RequestPacer
 
@@ -132,7 +138,10 @@ def embed_to_storage(
         return ((None, text) for text in ([input] if isinstance(input, str) else input or []))
 
     # A first read counts the texts (progress, ETA) and fingerprints them (resume); memory stays flat.
-    total, digest = fingerprint(items())
+    if input_file is not None:
+        total, digest = fingerprint_file(input_file, conn_id=input_conn_id)
+    else:
+        total, digest = fingerprint(items())
     store = PartStore(output, output_conn_id)
     job = {
         "model": model,
@@ -148,15 +157,18 @@ def embed_to_storage(
     written = store.start(job)
     progress = EmbeddingProgress(total, hook.log)
     numbers: list[int] = []
+    counted = [0]  # texts read; the manifest's count (the first read only counted lines)
     dimensions: list[int] = []
     answered: list[str] = []
 
     def pending() -> Iterator[Batch]:
+        # Read by the workers, one at a time (`run_batches` holds a lock around each batch).
         envelope = envelope_bytes(model, params)
         for batch in split_batches(
             items(), batch_size=batch_size, max_request_bytes=max_request_bytes, envelope=envelope
         ):
             numbers.append(batch.number)
+            counted[0] += len(batch.texts)
             if batch.number in written:
                 progress.skipped(len(batch.texts))  # written by an earlier try: not paid twice
                 continue
@@ -187,7 +199,7 @@ def embed_to_storage(
         "output": output,
         "format": PART_FORMAT,
         "parts": [store.part_name(number) for number in numbers],
-        "count": total,
+        "count": counted[0],
         "dimensions": dimensions[0] if dimensions else store.dimensions(written),
         "model": answered[0] if answered else model,
         "usage": progress.usage(),

@@ -22,8 +22,9 @@ what is wrong, not which of the 64 texts. That costs log2(batch_size) requests, 
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,8 +44,10 @@ from ovh_ai_dagfactory.hooks.errors import (
 )
 from ovh_ai_dagfactory.hooks.request_pacing import RequestPacer, Stopped
 from ovh_ai_dagfactory.hooks.results import embedding_vectors
+from ovh_ai_dagfactory.provider_info import DEFAULT_EMBEDDING_CONCURRENCY
 
-DEFAULT_MAX_CONCURRENCY = 4  # requests in flight
+# Requests in flight; declared once, in provider_info (the pipeline reference shows it without Airflow).
+DEFAULT_MAX_CONCURRENCY = DEFAULT_EMBEDDING_CONCURRENCY
 _HEARTBEAT = 1.0  # seconds between two looks at the progress while batches are in flight
 
 
@@ -101,48 +104,83 @@ def run_batches(
     to `on_result`, in the worker thread that made it (so writing a part overlaps with the other
     requests; `on_result` must be thread-safe). Results arrive in completion order.
 
-    At most `max_concurrency` batches are taken from `batches` at a time: a lazy input stays lazy.
-    The first error stops the job: no new request starts, and it is raised with the batch it
-    happened in named in its message.
+    Workers (`max_concurrency` plus `spare_workers`) each take the next batch from `batches`
+    themselves, under a lock, as soon as they are free: a lazy input stays lazy (one batch per
+    worker is held), and a finished worker is back in the pacer's queue at once, not after a round
+    trip through this thread (which, holding the GIL to read the input, made turns late). At most
+    `max_concurrency` requests are in flight. This thread only logs the progress. The first error
+    stops the job: no new request starts, and it is raised with the batch it happened in named.
     """
     if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
         raise ValueError(f"max_concurrency must be a whole number ≥ 1, not {max_concurrency!r}")
-    worker = _BatchWorker(send, pacer, progress, policy or RetryPolicy())
-
-    def run_one(batch: Batch) -> None:
-        result = worker.embed(batch)
-        on_result(result)
-        progress.batch_done(len(batch.texts), result.usage)
-
+    worker = _BatchWorker(send, pacer, progress, policy or RetryPolicy(), threading.Semaphore(max_concurrency))
     iterator = iter(batches)
-    pending: dict[Future[None], Batch] = {}
-    with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="embedding") as pool:
+    reading = threading.Lock()  # one reader of the input at a time
+
+    def next_batch() -> Batch | None:
+        with reading:
+            if pacer.stop.is_set():
+                return None
+            return next(iterator, None)
+
+    # Spares start once a first batch is through (or the job ends): a job that fails at its first
+    # batch (a wrong parameter, the XCom size guard) has sent at most `max_concurrency` requests.
+    first_through = threading.Event()
+
+    def run_worker(spare: bool) -> None:
         try:
-            while True:
-                while len(pending) < max_concurrency:
-                    batch = next(iterator, None)
-                    if batch is None:
-                        break
-                    pending[pool.submit(run_one, batch)] = batch
-                if not pending:
-                    break
-                done, _ = wait(pending, timeout=_HEARTBEAT, return_when=FIRST_COMPLETED)
+            if spare:
+                first_through.wait()
+            while (batch := next_batch()) is not None:
+                result = worker.embed(batch)
+                on_result(result)
+                progress.batch_done(len(batch.texts), result.usage)
+                first_through.set()
+        except BaseException:
+            pacer.stop.set()  # at once, not when this thread next looks: no other request starts
+            raise
+        finally:
+            first_through.set()  # after stop is set: a spare woken here takes no batch
+
+    spares = spare_workers(max_concurrency)
+    with ThreadPoolExecutor(max_workers=max_concurrency + spares, thread_name_prefix="embedding") as pool:
+        workers = [pool.submit(run_worker, n >= max_concurrency) for n in range(max_concurrency + spares)]
+        try:
+            pending = set(workers)
+            while pending:
+                done, pending = wait(pending, timeout=_HEARTBEAT, return_when=FIRST_EXCEPTION)
                 for future in done:
-                    pending.pop(future)
-                    future.result()  # the batch's error, raised here
+                    future.result()  # a batch's error (or the input's), raised here
                 progress.paused_seconds = pacer.paused_seconds
                 progress.maybe_log()
         except BaseException:
-            pacer.stop.set()  # waiting workers give up; requests on the wire finish
-            for future in pending:
-                future.cancel()
+            pacer.stop.set()  # waiting workers give up, idle ones take no batch; requests on the wire finish
+            first_through.set()
             raise
     progress.paused_seconds = pacer.paused_seconds
 
 
+def spare_workers(max_concurrency: int) -> int:
+    """Workers beyond `max_concurrency`: one per four in flight, at least one.
+
+    A worker writing its part or reading its next batch has no request in flight; without spares,
+    its slot of `max_concurrency` would sit idle meanwhile (and, paced, the pacer's turns it would
+    have taken pass unused: they are not made up later). The spares hold the next batches ready;
+    the requests in flight stay at most `max_concurrency` (a semaphore around each request)."""
+    return max(1, max_concurrency // 4)
+
+
 class _BatchWorker:
-    def __init__(self, send: SendTexts, pacer: RequestPacer, progress: EmbeddingProgress, policy: RetryPolicy):
+    def __init__(
+        self,
+        send: SendTexts,
+        pacer: RequestPacer,
+        progress: EmbeddingProgress,
+        policy: RetryPolicy,
+        in_flight: threading.Semaphore,
+    ):
         self.send = send
+        self.in_flight = in_flight
         self.pacer = pacer
         self.progress = progress
         self.policy = policy
@@ -170,6 +208,18 @@ class _BatchWorker:
         )
 
     def _send(self, batch: Batch) -> dict[str, Any]:
+        # The slot is held from before the pacer's turn (a turn is only taken to be used) to the
+        # answer, retries and their waits included: a failing batch keeps its place, as before.
+        with self.in_flight:
+            try:
+                return self._send_with_retries(batch)
+            except OVHCloudAIEndpointsError as error:
+                if not _is_refusal(error):
+                    # Before the slot is released: a worker waiting for it must not start a request.
+                    self.pacer.stop.set()
+                raise
+
+    def _send_with_retries(self, batch: Batch) -> dict[str, Any]:
         retries = waits = 0
         while True:
             self.pacer.wait_turn()
@@ -249,5 +299,6 @@ __all__ = [
     "RetryPolicy",
     "TextRefusedError",
     "run_batches",
+    "spare_workers",
     "with_context",
 ]

@@ -56,8 +56,29 @@ def read_texts(
             yield _jsonl_record(url, number, line, text_field, id_field)
 
 
+def fingerprint_file(url: str, *, conn_id: str | None = None) -> tuple[int, str]:
+    """The number of texts of the file at `url` (its non-blank lines: one text, or one JSON Lines
+    record, each) and a hash of its bytes: what `_job.json` compares for an `input_file`.
+
+    From the bytes, not the parsed records: it is read before any request starts, and parsing
+    every record twice cost ~10 µs a text (a second per 100k texts) in front of the first request.
+    A broken record is still found, by `read_texts`, when its batch is read."""
+    path = object_storage_path(url, conn_id)
+    digest = hashlib.sha256()
+    count = 0
+    with path.open("rb") as stream:
+        for line in iter(stream.readline, b""):
+            digest.update(line)
+            stripped = line.strip()
+            # bytes.strip() knows ASCII whitespace only; `read_texts` skips any blank line (str.strip).
+            if stripped and (stripped[0] < 0x80 or line.decode("utf-8", "replace").strip()):
+                count += 1
+    return count, digest.hexdigest()
+
+
 def fingerprint(items: Iterator[tuple[Any, str]]) -> tuple[int, str]:
-    """The number of texts and a hash of the texts and ids, read once: what `_job.json` compares."""
+    """The number of texts and a hash of the texts and ids, read once: what `_job.json` compares
+    for an `input` list."""
     digest = hashlib.sha256()
     count = 0
     for text_id, text in items:
@@ -162,4 +183,4 @@ def _jsonl_record(url: str, number: int, line: str, text_field: str, id_field: s
     return (record.get(id_field) if id_field else None), text
 
 
-__all__ = ["JOB_FILE", "MANIFEST_FILE", "PART_FORMAT", "PartStore", "fingerprint", "read_texts"]
+__all__ = ["JOB_FILE", "MANIFEST_FILE", "PART_FORMAT", "PartStore", "fingerprint", "fingerprint_file", "read_texts"]

@@ -38,16 +38,16 @@ from functools import cached_property
 from typing import Any
 
 from ovh_ai_dagfactory.compat import BaseOperator, Context
-from ovh_ai_dagfactory.hooks.ai_endpoints import DEFAULT_REQUESTS_PER_MINUTE, OVHCloudAIEndpointsHook
-from ovh_ai_dagfactory.hooks.embedding_batches import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MAX_REQUEST_BYTES,
-    check_batch_settings,
-)
-from ovh_ai_dagfactory.hooks.embedding_runner import DEFAULT_MAX_CONCURRENCY
+from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
+from ovh_ai_dagfactory.hooks.embedding_batches import DEFAULT_MAX_REQUEST_BYTES, check_batch_settings
 from ovh_ai_dagfactory.hooks.embedding_store import read_texts
 from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
 from ovh_ai_dagfactory.hooks.results import chat_content, chat_json, check_output_schema, embedding_vectors
+from ovh_ai_dagfactory.provider_info import (
+    DEFAULT_EMBEDDING_BATCH_SIZE,
+    DEFAULT_EMBEDDING_CONCURRENCY,
+    DEFAULT_REQUESTS_PER_MINUTE,
+)
 
 # The request parameters each operator takes as its own arguments: they have no second place in
 # completion_kwargs / embedding_kwargs.
@@ -253,8 +253,8 @@ class OVHCloudAIEndpointsEmbeddingOperator(OVHCloudAIEndpointsBaseOperator):
         output_uri: str | None = None,
         input_conn_id: str | None = None,
         output_conn_id: str | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        batch_size: int = DEFAULT_EMBEDDING_BATCH_SIZE,
+        max_concurrency: int = DEFAULT_EMBEDDING_CONCURRENCY,
         requests_per_minute: float | None = DEFAULT_REQUESTS_PER_MINUTE,
         max_xcom_bytes: int | None = DEFAULT_MAX_XCOM_BYTES,
         ovh_conn_id: str = OVHCloudAIEndpointsHook.default_conn_name,
