@@ -17,10 +17,11 @@ AIRFLOW_VERSION: str = airflow.__version__
 AIRFLOW_V3: bool = int(AIRFLOW_VERSION.split(".")[0]) >= 3
 
 if AIRFLOW_V3:
-    from airflow.sdk import DAG, BaseHook, BaseOperator, Context, Param, get_parsing_context
+    from airflow.sdk import DAG, Asset, BaseHook, BaseOperator, Context, Param, get_parsing_context
     from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
     from airflow.sdk.log import mask_secret  # also tells the supervisor process to mask it
 else:  # Airflow 2.11 (mypy reads Airflow 3, where these names do not exist: ignored below)
+    from airflow.datasets import Dataset as Asset  # type: ignore  # data-aware scheduling's 2.11 name
     from airflow.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException  # type: ignore
     from airflow.hooks.base import BaseHook  # type: ignore
     from airflow.models import DAG, BaseOperator  # type: ignore
@@ -33,6 +34,7 @@ __all__ = [
     "AIRFLOW_V3",
     "AIRFLOW_VERSION",
     "DAG",
+    "Asset",
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",

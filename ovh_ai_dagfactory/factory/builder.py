@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from ovh_ai_dagfactory.compat import (
     DAG,
+    Asset,
     Param,
     airflow_dag_checks,
     airflow_task_checks,
@@ -94,7 +95,8 @@ def _construct(pipeline: Pipeline, fileloc: str | None, source_label: str | None
     from ovh_ai_dagfactory.factory.step_operators import OPERATOR_BY_KIND, ForEachItemsOperator
 
     upstream = {step.step_id: pipeline.upstream_of(step.step_id) for step in pipeline.steps}
-    dag = DAG(**_with_params(dag_arguments(pipeline, source_label or pipeline.source_file, upstream)))
+    arguments = _with_params(dag_arguments(pipeline, source_label or pipeline.source_file, upstream))
+    dag = DAG(**_with_assets(arguments, "schedule"))
     if fileloc is not None:
         dag.fileloc = fileloc
     kinds = {step.step_id: step.kind for step in pipeline.steps}
@@ -104,13 +106,13 @@ def _construct(pipeline: Pipeline, fileloc: str | None, source_label: str | None
     edges: dict[str, tuple[str, ...]] = {}  # task id → upstream task ids not implied by an expansion
     for step in pipeline.steps:
         building[:] = [step]
-        arguments = {**shared, **step_arguments(step, pipeline)}
+        arguments = {**shared, **_with_assets(step_arguments(step, pipeline), "outlets")}
         operator = OPERATOR_BY_KIND[step.kind]
         edges[step.step_id] = _task_upstream(step, upstream[step.step_id])
         if step.mode == "batch":  # one task for the whole step: the platform runs its requests
             from ovh_ai_dagfactory.factory.batch_step import PipelineBatchOperator
 
-            batch = {**shared, **batch_arguments(step, pipeline)}
+            batch = {**shared, **_with_assets(batch_arguments(step, pipeline), "outlets")}
             if step.for_each is not None:
                 batch["for_each"] = plain_value(step.for_each)
             edges[step.step_id] = upstream[step.step_id]
@@ -176,6 +178,13 @@ def _after_fan_out(arguments: dict[str, Any], upstream: tuple[str, ...], mapped:
     return arguments
 
 
+def _with_assets(arguments: dict[str, Any], name: str) -> dict[str, Any]:
+    """Asset URIs (a list `schedule`, a step's `outlets`) become Airflow Assets (Datasets on 2.11)."""
+    if isinstance(arguments.get(name), list):
+        arguments[name] = [Asset(uri) for uri in arguments[name]]
+    return arguments
+
+
 def _with_params(arguments: dict[str, Any]) -> dict[str, Any]:
     """Typed params (the spec's rule, `typed_param`) become Airflow Params; plain defaults stay."""
     params = arguments.get("params")
@@ -233,7 +242,7 @@ def _refused_argument(pipeline: Pipeline, checks: bool) -> str | None:
     """Which DAG argument Airflow refuses: the first whose absence makes a bare DAG (no tasks)
     pass construction (and, for errors found by the checks, `dag.validate()`). Runs only after a
     refusal, so its cost does not count."""
-    arguments = _with_params(dag_arguments(pipeline, pipeline.source_file))
+    arguments = _with_assets(_with_params(dag_arguments(pipeline, pipeline.source_file)), "schedule")
 
     def accepted(candidate: dict[str, Any]) -> bool:
         try:

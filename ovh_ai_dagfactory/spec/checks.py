@@ -126,6 +126,8 @@ class PipelineChecks:
 
     def _schedule(self) -> Iterator[PipelineError]:
         schedule = self.data.get("schedule")
+        if isinstance(schedule, list) and schedule:  # assets: 2.11 wants a start_date for them too
+            yield from self._start_date("assets")
         if not isinstance(schedule, str):
             return  # null is manual; other types are the schema's to report
         problem = schedule_problem(schedule)

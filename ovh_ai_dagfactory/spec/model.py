@@ -329,13 +329,14 @@ class Pipeline:
     description: str | None = Declared(
         STRING, "What the pipeline does; shown in the Airflow UI.", ("Daily summary of the data team's report",)
     ).field()
-    schedule: str | None = Declared(
+    schedule: str | tuple[str, ...] | None = Declared(
         SCHEDULE,
         "When Airflow runs the pipeline: a cron expression ('0 6 * * 1-5'), a preset (@once, @hourly, @daily, "
-        "@weekly, @monthly, @quarterly, @yearly, @continuous), or null for manual runs only. Checked with "
-        "croniter, the library Airflow uses, so exactly what Airflow accepts passes. A schedule needs a "
-        "start_date; @continuous needs max_active_runs: 1.",
-        ("@daily", "0 6 * * 1-5", None),
+        "@weekly, @monthly, @quarterly, @yearly, @continuous), null for manual runs only, or a list of asset "
+        "URIs (Datasets on Airflow 2.11): a run each time they have all been updated (data-aware scheduling, "
+        "see a step's outlets). Crons are checked with croniter, the library Airflow uses, so exactly what "
+        "Airflow accepts passes. A cron or preset needs a start_date; @continuous needs max_active_runs: 1.",
+        ("@daily", "0 6 * * 1-5", None, ["s3://lake/reports/daily.json"]),
         default_text="null (manual runs only)",
     ).field()
     start_date: datetime | None = Declared(

@@ -262,7 +262,8 @@ def _describe_type(branch: Any) -> str | None:
         return None
     if branch["type"] == "array" and isinstance(branch.get("items"), dict) and "type" in branch["items"]:
         return f"a list of {branch['items']['type']}s"
-    return _TYPE_WORDS.get(branch["type"], branch["type"])
+    names = branch["type"] if isinstance(branch["type"], list) else [branch["type"]]  # ["string", "null"]
+    return " or ".join(str(_TYPE_WORDS.get(name, name)) for name in names)
 
 
 def _simple_message(kind: str, expected: Any, instance: Any, path: Path) -> tuple[str, str | None]:

@@ -50,7 +50,16 @@ CONNECTION_ID = Shape(
     problem="is not a valid connection id",
     hint="an Airflow connection id uses letters, digits, '_', '.' and '-' only",
 )
-SCHEDULE = Shape({"type": ["string", "null"]}, "string or null")
+SCHEDULE = Shape(
+    {
+        "anyOf": [
+            {"type": ["string", "null"]},
+            {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string", "minLength": 1}},
+        ]
+    },
+    "string, null, or list of asset URIs",
+    lambda value: tuple(value) if isinstance(value, list) else value,
+)
 TAGS = Shape(
     {"type": "array", "uniqueItems": True, "items": {"type": "string", "minLength": 1, "maxLength": 100}},
     "list of strings",

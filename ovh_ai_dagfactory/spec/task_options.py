@@ -11,7 +11,16 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ovh_ai_dagfactory.spec.declare import BOOLEAN, MAX_INT, NON_EMPTY_STRING, Declared, Group, enum, integer
+from ovh_ai_dagfactory.spec.declare import (
+    BOOLEAN,
+    MAX_INT,
+    NON_EMPTY_STRING,
+    STRING_LIST,
+    Declared,
+    Group,
+    enum,
+    integer,
+)
 from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DURATION
 from ovh_ai_dagfactory.spec.shared_fields import EXECUTION_TIMEOUT, RETRIES, RETRY_DELAY
 
@@ -77,6 +86,13 @@ class TaskOptions:
     owner: str | None = Declared(NON_EMPTY_STRING, "Task owner shown in the Airflow UI.", ("data",)).field()
     max_active_tis_per_dag: int | None = Declared(
         integer(1), "At most this many instances of the task run at once, across all runs of the DAG.", (2,)
+    ).field()
+    outlets: tuple[str, ...] | None = Declared(
+        STRING_LIST,
+        "Asset URIs (Datasets on Airflow 2.11) this step updates when it succeeds: pipelines whose schedule lists "
+        "them run after it.",
+        (["s3://lake/reports/daily.json"],),
+        in_defaults=False,
     ).field()
     connection: str | None = Declared(
         CONNECTION_ID,

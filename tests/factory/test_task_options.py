@@ -97,3 +97,49 @@ def test_airflow_refusing_an_owner_link_is_reported_at_the_key():
         assert (error.line, error.column) == (4, 1) and "owner_links" in error.message
     else:
         pytest.fail("Airflow accepted an owner link that is not a URL")
+
+
+PRODUCER = """\
+schedule: "@daily"
+start_date: 2024-01-01
+steps:
+  summarize:
+    type: chat
+    model: m
+    outlets: ["s3://lake/reports/daily.json"]
+    messages: [{role: user, content: hi}]
+"""
+CONSUMER = """\
+schedule: ["s3://lake/reports/daily.json"]
+start_date: 2024-01-01
+steps:
+  embed: {type: embedding, model: BGE-M3, input: "{{ ds }}"}
+"""
+
+
+def test_assets_schedule_a_pipeline_after_the_step_that_updates_them():
+    from ovh_ai_dagfactory.compat import Asset
+
+    producer = build_checked_dag(parse_pipeline_text(PRODUCER, "/pipelines/producer.yaml"))
+    consumer = build_checked_dag(parse_pipeline_text(CONSUMER, "/pipelines/consumer.yaml"))
+    assert producer.get_task("summarize").outlets == [Asset("s3://lake/reports/daily.json")]
+    assert "Asset" in type(consumer.timetable).__name__ or "Dataset" in type(consumer.timetable).__name__
+    for dag in (round_trip(producer), round_trip(consumer)):
+        assert dag.dag_id in ("producer", "consumer")
+    restored = round_trip(producer).get_task("summarize").outlets
+    assert [getattr(asset, "uri", None) for asset in restored] == ["s3://lake/reports/daily.json"]
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        ("schedule: []\nstart_date: 2024-01-01", "needs at least 1 item"),
+        ('schedule: ["", "s3://x/y"]\nstart_date: 2024-01-01', "must not be empty"),
+        ('schedule: ["s3://x/y"]', "a scheduled pipeline needs a 'start_date'"),
+    ],
+)
+def test_validate_checks_an_asset_schedule(head: str, expected: str):
+    text = CONSUMER.replace('schedule: ["s3://lake/reports/daily.json"]\nstart_date: 2024-01-01', head)
+    with pytest.raises(PipelineInvalid) as caught:
+        parse_pipeline_text(text, "p.yaml")
+    assert any(expected in error.format() for error in caught.value.errors), caught.value.errors
