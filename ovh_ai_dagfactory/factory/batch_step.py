@@ -24,7 +24,15 @@ class PipelineBatchOperator(OVHCloudAIEndpointsBatchOperator):
     """
 
     custom_operator_name = OPERATOR_NAMES["batch"]
-    template_fields: Sequence[str] = ("model", "for_each", "messages", "inputs", "request_kwargs", "ovh_conn_id")
+    template_fields: Sequence[str] = (
+        "model",
+        "for_each",
+        "messages",
+        "inputs",
+        "input_file",
+        "request_kwargs",
+        "ovh_conn_id",
+    )
 
     def __init__(
         self,
@@ -34,6 +42,10 @@ class PipelineBatchOperator(OVHCloudAIEndpointsBatchOperator):
         for_each: Any = None,
         messages: list[dict[str, Any]] | None = None,
         inputs: Any = None,
+        input_file: str | None = None,
+        text_field: str | None = None,
+        id_field: str | None = None,
+        input_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(inputs=[] if inputs is None else inputs, **kwargs)
@@ -41,6 +53,10 @@ class PipelineBatchOperator(OVHCloudAIEndpointsBatchOperator):
         self.mapped_steps = mapped_steps
         self.for_each = for_each
         self.messages = messages
+        self.input_file = input_file
+        self.text_field = text_field
+        self.id_field = id_field
+        self.input_conn_id = input_conn_id
         self.item = NO_ITEM
 
     def _do_render_template_fields(
@@ -52,6 +68,8 @@ class PipelineBatchOperator(OVHCloudAIEndpointsBatchOperator):
             parent, [f for f in rest if f not in per_item], context, jinja_env, seen_oids
         )
         if self.kind != "chat":
+            if parent.input_file:
+                parent._read_input_file()
             return
         if "for_each" in rest:  # a literal list: Airflow renders its strings as usual
             super()._do_render_template_fields(parent, ["for_each"], context, jinja_env, seen_oids)
@@ -66,3 +84,21 @@ class PipelineBatchOperator(OVHCloudAIEndpointsBatchOperator):
             context["item"], context["item_index"] = item, index
             inputs.append(self.render_template(self.messages, context, jinja_env or self.get_template_env()))
         parent.inputs = inputs
+
+    def _read_input_file(self) -> None:
+        """An embedding batch's texts (and ids) from `input_file`, read whole: a batch is one uploaded
+        file (sync mode streams instead). Read when the fields are rendered, so the task resuming
+        from the trigger knows them too (it maps the results back to the inputs)."""
+        from ovh_ai_dagfactory.hooks.embedding_store import read_texts
+
+        records = list(
+            read_texts(
+                str(self.input_file),
+                text_field=self.text_field or "text",
+                id_field=self.id_field,
+                conn_id=self.input_conn_id,
+            )
+        )
+        self.inputs = [text for _, text in records]
+        if self.id_field:
+            self.custom_ids = [str(record_id) for record_id, _ in records]

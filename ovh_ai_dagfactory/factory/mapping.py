@@ -86,7 +86,7 @@ def batch_arguments(step: Step, pipeline: Pipeline) -> dict[str, Any]:
     request = arguments.pop(type(step).REQUEST_ARGUMENT, None)
     if request:
         arguments["request_kwargs"] = request
-    if step.kind == "embedding":
+    if step.kind == "embedding" and "input" in arguments:
         arguments["inputs"] = arguments.pop("input")
     return {"kind": step.kind, **arguments}
 

@@ -34,7 +34,10 @@ def resolve_folder(folder: str | os.PathLike[str] | None, namespace: Mapping[str
     if os.environ.get(FOLDER_ENV):
         return Path(os.environ[FOLDER_ENV])
     loader_file = namespace.get("__file__")
-    base = Path(loader_file).resolve().parent if loader_file else Path.cwd()
+    # Absolute, symlinks kept: git-sync publishes each revision behind a symlink (repo -> .worktrees/<rev>),
+    # and resolving it would make every sync a new folder to the validation cache (all misses, and the
+    # previous revision's entries never pruned).
+    base = Path(os.path.abspath(loader_file)).parent if loader_file else Path.cwd()
     return base / DEFAULT_FOLDER_NAME
 
 

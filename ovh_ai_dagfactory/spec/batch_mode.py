@@ -1,7 +1,7 @@
 """Where `mode: batch` applies, as `validate` checks it.
 
 A batch job runs a list of requests known when the task starts: the items of a for_each chat step
-(one chat request per item), or the texts of an embedding step's `input`. What the batch operator
+(one chat request per item), or the texts of an embedding step's `input` or `input_file`. What the batch operator
 does not do (yet) is refused here, at the key, rather than hours later in a failed task.
 """
 
@@ -20,7 +20,6 @@ _NOT_IN_BATCH = {
     },
     "embedding": {
         "for_each": "an embedding batch embeds the texts of `input`: give them as a list instead",
-        "input_file": "reading a file is not supported in batch mode yet: use sync mode (it streams the file)",
         "output": "writing to storage is not supported in batch mode yet: use sync mode",
         "batch_size": "the platform splits a batch itself",
         "max_concurrency": "the platform runs a batch's requests",

@@ -84,8 +84,11 @@ def test_batch_steps_run_as_batch_jobs_and_read_like_sync_steps(airflow_db, batc
         (('    for_each: "{{ params.tickets }}"\n', ""), "chat step 'classify' has mode: batch but no for_each"),
         (("    mode: batch\n    completion_window: 48h\n", "    completion_window: 48h\n"), "not in batch mode"),
         (
-            ('    input: "{{ steps.classify.contents }}"\n', "    input_file: file:///c.jsonl\n"),
-            "'input_file' does not apply to step 'embed' in mode: batch",
+            (
+                '    input: "{{ steps.classify.contents }}"\n',
+                "    input_file: file:///c.jsonl\n    output: file:///v/\n",
+            ),
+            "'output' does not apply to step 'embed' in mode: batch",
         ),
         (
             ("    temperature: 0\n", "    temperature: 0\n    max_parallel: 2\n"),
@@ -97,3 +100,19 @@ def test_validate_refuses_batch_mode_where_it_cannot_apply(change: tuple[str, st
     with pytest.raises(PipelineInvalid) as caught:
         parse_pipeline_text(PIPELINE.replace(*change), "p.yaml")
     assert any(message in error.message for error in caught.value.errors), caught.value.errors
+
+
+def test_an_embedding_batch_reads_its_texts_from_a_file(airflow_db, batch_stub, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"doc-{n}", "text": f"text {n}"}) + "\n" for n in range(4)))
+    text = (
+        "schedule: null\nsteps:\n  embed:\n    type: embedding\n    model: BGE-M3\n    mode: batch\n"
+        f"    input_file: file://{corpus}\n    id_field: id\n"
+    )
+    dag_run = run_dag(_quick(build_dag(parse_pipeline_text(text, "/pipelines/corpus_batch.yaml"))))
+    assert task_states(dag_run) == {"embed": "success"}
+    lines = [json.loads(line) for line in batch_stub.uploads[0]["content"].splitlines()]
+    assert [(line["custom_id"], line["body"]["input"]) for line in lines] == [
+        (f"doc-{n}", f"text {n}") for n in range(4)
+    ]
+    assert [item["index"] for item in xcom_value(dag_run, "embed")["data"]] == [0, 1, 2, 3]

@@ -264,3 +264,26 @@ def test_an_edited_output_schema_file_is_seen_though_the_pipeline_is_unchanged(t
     schema_file.write_text(json.dumps({"type": "object", "required": "topic"}))  # not a valid schema
     broken = cache.parse(str(pipeline), folder)
     assert broken.pipeline is None and "not a valid JSON Schema" in broken.errors[0].message
+
+
+def test_a_git_sync_revision_swap_keeps_the_cache(tmp_path, monkeypatch):
+    """git-sync publishes each revision behind a symlink (dags/repo -> .worktrees/<rev>): unchanged
+    pipelines of a new revision are cache hits, and the entries stay those of one folder."""
+    monkeypatch.delenv("OVH_AI_DAGFACTORY_PIPELINES_FOLDER", raising=False)
+    cache_dir = tmp_path / "cache"
+    dags = tmp_path / "dags"
+
+    def checkout(revision: str) -> Path:
+        tree = dags / ".worktrees" / revision
+        (tree / "pipelines").mkdir(parents=True)
+        for example in sorted(EXAMPLES.glob("*.yaml"))[:3]:
+            (tree / "pipelines" / example.name).write_bytes(example.read_bytes())
+        (tree / "loader.py").write_text("")
+        (dags / "repo.new").symlink_to(tree)
+        os.replace(dags / "repo.new", dags / "repo")  # git-sync's atomic swap
+        return dags / "repo" / "loader.py"
+
+    first = load_pipelines(namespace={"__file__": str(checkout("rev1"))}, cache_dir=cache_dir)
+    second = load_pipelines(namespace={"__file__": str(checkout("rev2"))}, cache_dir=cache_dir)
+    assert first.cache_misses == 3 and second.cache_hits == 3 and second.cache_misses == 0
+    assert len(_entries(cache_dir)) == 3
