@@ -15,7 +15,9 @@ from ovh_ai_dagfactory.spec.declare import MAPPING, Declared, declared_fields
 from ovh_ai_dagfactory.spec.model import STEP_CLASSES, Message, Pipeline
 from ovh_ai_dagfactory.spec.shapes import NAME_PATTERN
 
-SCHEMA_ID = "https://github.com/ovh/ovh-ai-dagfactory/schemas/pipeline.schema.json"
+#: Where editors can fetch the schema: the raw file on the main branch (a github.com/.../blob page is
+#: HTML, which no schema client reads). Without network, the copy inside the package serves (docs).
+SCHEMA_ID = "https://raw.githubusercontent.com/ovh/ovh-ai-dagfactory/main/schemas/pipeline.schema.json"
 TITLE = "OVHcloud AI Endpoints pipeline"
 DESCRIPTION = "One YAML file declaring one Airflow DAG of chat and embedding steps run on OVHcloud AI Endpoints."
 
