@@ -8,6 +8,7 @@ DAG gets. The spec already merged `defaults` into each step and turned durations
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ovh_ai_dagfactory.provider_info import DEFAULT_CONN_ID
@@ -71,7 +72,19 @@ def step_arguments(step: Step, pipeline: Pipeline) -> dict[str, Any]:
     connection = connection_id(step, pipeline)
     if connection:
         arguments["ovh_conn_id"] = connection
+    if isinstance(arguments.get("input_file"), str):
+        arguments["input_file"] = file_uri(arguments["input_file"], pipeline.source_file)
     return arguments
+
+
+def file_uri(location: str, source_file: str) -> str:
+    """`input_file` as the operator reads it: a URI (s3://..., file://...) or a template stays as
+    written; a plain path is a local file, relative to the pipeline file (like an output_schema
+    file), so data shipped next to the pipelines is found wherever the DAG folder is deployed."""
+    if "://" in location or "{{" in location or "{%" in location:
+        return location
+    folder = os.path.dirname(os.path.abspath(source_file)) if source_file else os.getcwd()
+    return "file://" + os.path.normpath(os.path.join(folder, location))
 
 
 def operator_name(step: Step) -> str:

@@ -206,7 +206,8 @@ class EmbeddingStep:
     input_file: str | None = Declared(
         NON_EMPTY_STRING,
         "Instead of input: the URI of a JSON Lines file (one object per line, the text in text_field) or of a "
-        ".txt file (one text per line), read as a stream: file://, s3://, gs://... (Airflow's ObjectStoragePath).",
+        ".txt file (one text per line), read as a stream: file://, s3://, gs://... (Airflow's ObjectStoragePath); "
+        "a plain path is a local file relative to the pipeline file.",
         ("file:///data/corpus/{{ ds }}.jsonl",),
         templated=True,
         in_defaults=False,

@@ -118,6 +118,7 @@ def _dag_source(root: Path) -> Path:
     pipelines.mkdir(parents=True)
     for path in (REPO_ROOT / "pipelines").glob("*.yaml"):
         shutil.copy(path, pipelines / path.name)
+    shutil.copytree(REPO_ROOT / "pipelines" / "data", pipelines / "data")  # embed_corpus's texts
     for i in range(N_GENERATED):
         (pipelines / f"e2e_gen_{i:03d}.yaml").write_text(_generated(i, 1))
     (pipelines / "broken_pipeline.yaml").write_text(BROKEN_PIPELINE)

@@ -109,6 +109,7 @@ def _dag_folder(root: Path) -> Path:
     pipelines.mkdir(parents=True)
     for path in (REPO_ROOT / "pipelines").glob("*.yaml"):
         shutil.copy(path, pipelines / path.name)
+    shutil.copytree(REPO_ROOT / "pipelines" / "data", pipelines / "data")  # embed_corpus's texts
     (pipelines / "broken_pipeline.yaml").write_text(BROKEN_PIPELINE)
     (pipelines / "e2e_fan_out_50.yaml").write_text(FAN_OUT_PIPELINE)
     # The loader file as the README documents it. The comment is load-bearing: Airflow's safe mode

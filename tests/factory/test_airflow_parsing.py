@@ -30,6 +30,7 @@ EXAMPLE_DAG_IDS = {
     "summarize_then_embed",
     "classify_ticket",
     "explain_topics",
+    "embed_corpus",
 }
 ERROR_LINE = re.compile(r"broken\.yaml:7:18: error: .*temperature")
 

@@ -121,3 +121,17 @@ def test_explain_topics_fans_out_then_embeds(airflow_db, ovh_connection, llmock,
     [embedding] = _bodies(llmock, "/embeddings")
     assert embedding["input"] == answers and len(answers) == 3  # one list, in topic order
     assert len(xcom_value(dag_run, "embed")["data"]) == 3
+
+
+def test_embed_corpus_reads_the_file_next_to_it_in_batches(airflow_db, ovh_connection, llmock, example_pipelines):
+    import json
+
+    from conftest import REPO_ROOT
+
+    dag_run = _run(example_pipelines, "embed_corpus")
+    corpus = [json.loads(line) for line in (REPO_ROOT / "pipelines" / "data" / "corpus.jsonl").read_text().splitlines()]
+    sent = _bodies(llmock, "/embeddings")
+    assert sorted(len(body["input"]) for body in sent) == [8, 8]  # batch_size: 8
+    assert sorted(text for body in sent for text in body["input"]) == sorted(row["text"] for row in corpus)
+    response = xcom_value(dag_run, "embed_corpus")
+    assert [item["index"] for item in response["data"]] == list(range(len(corpus)))
