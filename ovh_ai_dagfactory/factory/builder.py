@@ -242,7 +242,11 @@ def _refused_argument(pipeline: Pipeline, checks: bool) -> str | None:
     """Which DAG argument Airflow refuses: the first whose absence makes a bare DAG (no tasks)
     pass construction (and, for errors found by the checks, `dag.validate()`). Runs only after a
     refusal, so its cost does not count."""
-    arguments = _with_assets(_with_params(dag_arguments(pipeline, pipeline.source_file)), "schedule")
+    arguments = _with_params(dag_arguments(pipeline, pipeline.source_file))
+    try:
+        arguments = _with_assets(arguments, "schedule")
+    except Exception:  # noqa: BLE001 - an asset URI Airflow refuses: the schedule is the refused argument
+        return "schedule"
 
     def accepted(candidate: dict[str, Any]) -> bool:
         try:

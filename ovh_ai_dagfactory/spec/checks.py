@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from ovh_ai_dagfactory.spec.assets import asset_problems
 from ovh_ai_dagfactory.spec.batch_mode import batch_mode_problems
 from ovh_ai_dagfactory.spec.cron import PRESET_NAMES, schedule_problem
 from ovh_ai_dagfactory.spec.dates import parse_date
@@ -68,6 +69,10 @@ class PipelineChecks:
 
     def errors(self) -> list[PipelineError]:
         found = [*self._dag_id(), *self._dates(), *self._schedule(), *self._durations(), *self._params()]
+        found += [
+            self._error(path, message, hint, key=key)
+            for path, message, hint, key in asset_problems(self.data, self.steps)
+        ]
         edges: dict[str, list[str]] = {sid: [] for sid in self.steps}
         for step_id, step in self.steps.items():
             found.extend(self._required_after_defaults(step_id, step))

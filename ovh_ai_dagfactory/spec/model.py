@@ -364,9 +364,18 @@ class Pipeline:
     ).field()
     owner_links: dict[str, str] | None = Declared(
         Shape(
-            {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
+            {
+                "type": "object",
+                # Airflow's check: a mailto: address, or a URI with a scheme and a host.
+                "additionalProperties": {
+                    "type": "string",
+                    "pattern": r"^(mailto:[^?#]|[A-Za-z][A-Za-z0-9+.-]*://[^/?#])",
+                },
+            },
             "mapping of owner → link",
             dict,
+            problem="is not a link Airflow accepts",
+            hint="write an http(s) URL (https://wiki.example.com/team) or a mailto: address",
         ),
         "Links for the owners shown in the Airflow UI: owner name → an http(s) URL or a mailto: address.",
         ({"data": "https://wiki.example.com/data-team"},),

@@ -305,7 +305,11 @@ def _simple_message(kind: str, expected: Any, instance: Any, path: Path) -> tupl
     if kind == "uniqueItems":
         return f"{label} lists the same value more than once", None
     if kind == "pattern":
-        problem, hint = _pattern_words().get(_field(path), ("has an invalid value", None))
+        by_field = _pattern_words()
+        # The nearest field with words: a value inside a mapping field (an owner's link) has the
+        # field's words, not its own key's.
+        named = next((by_field[part] for part in reversed(path) if isinstance(part, str) and part in by_field), None)
+        problem, hint = named or ("has an invalid value", None)
         return f"{label} {problem}: {_describe_value(instance)}", hint
     return f"{label}: {kind} check failed for {_describe_value(instance)}", None
 
@@ -324,13 +328,6 @@ def _bad_name(error: Any, path: Path, at_key: Callable[..., PipelineError]) -> P
     return at_key(
         f"'{name}' is not a valid name {_in(path)}", "use a letter or '_' then letters, digits or '_'", path + (name,)
     )
-
-
-def _field(path: Path) -> str:
-    for part in reversed(path):
-        if isinstance(part, str):
-            return part
-    return ""
 
 
 def _label(path: Path) -> str:

@@ -88,15 +88,15 @@ def test_validate_checks_the_values(line: str, expected: str):
     assert error.line == 20 and expected in error.format()
 
 
-def test_airflow_refusing_an_owner_link_is_reported_at_the_key():
+def test_an_owner_link_airflow_would_refuse_is_reported_by_validate():
     text = PIPELINE.replace('"https://wiki.example.com/data"', '"not a link"')
-    try:
-        build_checked_dag(parse_pipeline_text(text, "p.yaml"))
-    except PipelineInvalid as refused:
-        [error] = refused.errors
-        assert (error.line, error.column) == (4, 1) and "owner_links" in error.message
-    else:
-        pytest.fail("Airflow accepted an owner link that is not a URL")
+    with pytest.raises(PipelineInvalid) as caught:
+        parse_pipeline_text(text, "p.yaml")
+    [error] = caught.value.errors
+    assert (error.line, error.column) == (4, 21) and "is not a link Airflow accepts" in error.message
+    # What validate accepts, Airflow accepts: a mailto: address and an https URL.
+    mail = PIPELINE.replace('"https://wiki.example.com/data"', '"mailto:data@example.com"')
+    assert build_checked_dag(parse_pipeline_text(mail, "p.yaml")).owner_links == {"data": "mailto:data@example.com"}
 
 
 PRODUCER = """\
@@ -136,6 +136,8 @@ def test_assets_schedule_a_pipeline_after_the_step_that_updates_them():
         ("schedule: []\nstart_date: 2024-01-01", "needs at least 1 item"),
         ('schedule: ["", "s3://x/y"]\nstart_date: 2024-01-01', "must not be empty"),
         ('schedule: ["s3://x/y"]', "a scheduled pipeline needs a 'start_date'"),
+        ('schedule: ["s3://x/\\u00e9"]\nstart_date: 2024-01-01', "characters outside ASCII"),
+        ('schedule: ["airflow://x"]\nstart_date: 2024-01-01', "uses the scheme 'airflow'"),
     ],
 )
 def test_validate_checks_an_asset_schedule(head: str, expected: str):
