@@ -202,3 +202,12 @@ def test_run_conf_sets_params_and_a_failed_step_is_summarised_without_a_tracebac
     assert "Traceback" not in done.stdout + done.stderr
     bad = _run_cli(["run", str(pipeline), "--conf", "not-a-pair"], tmp_path, {})
     assert bad.returncode == 1 and "error: --conf: 'not-a-pair' is not key=value" in bad.stderr
+
+
+def test_the_docs_home_shows_the_graph_render_draws(capsys):
+    """docs/index.md shows a pipeline's graph as `render --format mermaid` prints it (the docs site
+    draws it): the copy there must be what the command prints today."""
+    assert main(["render", "--format", "mermaid", str(REPO_ROOT / "pipelines" / "explain_topics.yaml")]) == 0
+    drawn = capsys.readouterr().out
+    page = (REPO_ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    assert f"```mermaid\n{drawn}```" in page
