@@ -36,6 +36,7 @@ import atexit
 import base64
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -76,6 +77,29 @@ def airflow_major_version(python: str | None = None) -> int:
         timeout=60,
     ).stdout.strip()
     return int(out.split(".")[0])
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "pipelines"
+
+
+def example_dag_ids() -> dict[str, str]:
+    """dag_id → file name of each example pipeline, read from its top-level `dag_id:` line (no YAML
+    parser: the tests must not depend on the loader's parser, nor disagree with it — PyYAML's
+    pure-Python parser rejects `{content: How do I read a CSV file?}`, which libyaml accepts)."""
+    out = {}
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        match = re.search(r"^dag_id:\s*[\"']?([\w.-]+)", path.read_text(), re.MULTILINE)
+        assert match, f"no top-level dag_id in {path}"
+        out[match.group(1)] = path.name
+    return out
+
+
+def copy_examples(pipelines: Path) -> None:
+    """The example pipelines, and the data they read (embed_corpus's texts), into `pipelines`."""
+    pipelines.mkdir(parents=True, exist_ok=True)
+    for path in EXAMPLES.glob("*.yaml"):
+        shutil.copy(path, pipelines / path.name)
+    shutil.copytree(EXAMPLES / "data", pipelines / "data")
 
 
 def free_port() -> int:

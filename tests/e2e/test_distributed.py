@@ -34,8 +34,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import re
-import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,12 +41,11 @@ from typing import Any
 
 import pytest
 
-from e2e.airflow_services import AirflowServices, Deadline, ServiceError
+from e2e.airflow_services import AirflowServices, Deadline, ServiceError, copy_examples, example_dag_ids
 from e2e.distributed_services import DistributedAirflow, WorkerHost, missing_prerequisites
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "sk-test-e2e-dist-5b9e2c71d0a4f386"  # fake; asserted never to leak into a log
 CONN_ID = "ovh_ai_endpoints_default"
 WORKERS = ("worker-a", "worker-b")
@@ -101,24 +98,11 @@ def _prompt(i: int, revision: int) -> str:
     return f"Pipeline {i:03d}, revision {revision}."
 
 
-def _example_dag_ids() -> dict[str, str]:
-    """dag_id per example file, from its top-level `dag_id:` line (as test_real_airflow.py reads it)."""
-    out = {}
-    for path in sorted((REPO_ROOT / "pipelines").glob("*.yaml")):
-        match = re.search(r"^dag_id:\s*[\"']?([\w.-]+)", path.read_text(), re.MULTILINE)
-        assert match, f"no top-level dag_id in {path}"
-        out[match.group(1)] = path.name
-    return out
-
-
 def _dag_source(root: Path) -> Path:
     """The DAG folder as the repository holds it; every host gets a copy."""
     dags = root / "dags"
     pipelines = dags / "pipelines"
-    pipelines.mkdir(parents=True)
-    for path in (REPO_ROOT / "pipelines").glob("*.yaml"):
-        shutil.copy(path, pipelines / path.name)
-    shutil.copytree(REPO_ROOT / "pipelines" / "data", pipelines / "data")  # embed_corpus's texts
+    copy_examples(pipelines)
     for i in range(N_GENERATED):
         (pipelines / f"e2e_gen_{i:03d}.yaml").write_text(_generated(i, 1))
     (pipelines / "broken_pipeline.yaml").write_text(BROKEN_PIPELINE)
@@ -146,7 +130,7 @@ def test_factory_on_a_distributed_celery_airflow(tmp_path: Path, llmock: Any) ->
     _require_prerequisites()
     deadline = Deadline(BUDGET)
     phases: dict[str, float] = {}
-    examples = _example_dag_ids()
+    examples = example_dag_ids()
     assert len(examples) >= 9, examples
     source = _dag_source(tmp_path / "repo")
     llmock.delay(LLM_DELAY, times=None)

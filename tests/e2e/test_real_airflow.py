@@ -25,7 +25,6 @@ as a user or a CI job would:
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -35,11 +34,10 @@ from typing import Any
 
 import pytest
 
-from e2e.airflow_services import AirflowServices, Deadline
+from e2e.airflow_services import AirflowServices, Deadline, copy_examples, example_dag_ids
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "sk-test-e2e-7d41c0a9b3f25e68"  # fake; asserted never to leak
 CONN_ID = "ovh_ai_endpoints_default"
 LLM_MODEL_VAR = "Mistral-Nemo-Instruct-2407"  # the Airflow Variable `llm_model`, set via env
@@ -91,25 +89,10 @@ steps:
 """
 
 
-def _dag_ids(folder: Path) -> dict[str, str]:
-    """dag_id per example file, read from its top-level `dag_id:` line (no YAML parser: the test
-    must not depend on the loader's parser, nor disagree with it — PyYAML's pure-Python parser
-    rejects `{content: How do I read a CSV file?}`, which libyaml accepts)."""
-    out = {}
-    for path in sorted(folder.glob("*.yaml")):
-        match = re.search(r"^dag_id:\s*[\"']?([\w.-]+)", path.read_text(), re.MULTILINE)
-        assert match, f"no top-level dag_id in {path}"
-        out[match.group(1)] = path.name
-    return out
-
-
 def _dag_folder(root: Path) -> Path:
     dags = root / "dags"
     pipelines = dags / "pipelines"
-    pipelines.mkdir(parents=True)
-    for path in (REPO_ROOT / "pipelines").glob("*.yaml"):
-        shutil.copy(path, pipelines / path.name)
-    shutil.copytree(REPO_ROOT / "pipelines" / "data", pipelines / "data")  # embed_corpus's texts
+    copy_examples(pipelines)
     (pipelines / "broken_pipeline.yaml").write_text(BROKEN_PIPELINE)
     (pipelines / "e2e_fan_out_50.yaml").write_text(FAN_OUT_PIPELINE)
     # The loader file as the README documents it. The comment is load-bearing: Airflow's safe mode
@@ -154,7 +137,7 @@ def airflow(tmp_path_factory: pytest.TempPathFactory, llmock_server: Any) -> Ite
 
 def test_example_pipelines_in_a_real_airflow(airflow: AirflowServices, llmock: Any) -> None:
     deadline = Deadline(120)
-    expected = _dag_ids(REPO_ROOT / "pipelines")
+    expected = example_dag_ids()
     assert {"chat_completion_example", "summarize_then_embed", "templated_example"} <= set(expected)
     try:
         _scenario(airflow, llmock, deadline, expected)
