@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     import openai
 
 COMPLETION_WINDOWS = ("24h", "48h", "72h")
-#: Statuses after which a batch never changes again.
-FINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
 class OVHCloudAIEndpointsBatchHook(OVHCloudAIEndpointsHook):

@@ -30,7 +30,6 @@ from typing import Any
 from ovh_ai_dagfactory.compat import BaseOperator, Context
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
 from ovh_ai_dagfactory.hooks.batch import (
-    FINAL_STATUSES,
     OVHCloudAIEndpointsBatchHook,
     check_completion_window,
     window_seconds,
@@ -45,6 +44,7 @@ from ovh_ai_dagfactory.hooks.batch_files import (
     read_results,
     request_file,
 )
+from ovh_ai_dagfactory.hooks.batch_polling import BatchWait
 from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, OVHCloudAIEndpointsError, OVHCloudAIEndpointsFatalError
 
 DEFAULT_COMPLETION_WINDOW = "24h"
@@ -180,36 +180,27 @@ class OVHCloudAIEndpointsBatchOperator(BaseOperator):
 
     def _wait_in_worker(self, deadline: float) -> dict[str, Any]:
         """Poll as the trigger does, holding this worker slot (deferrable=False)."""
-        from ovh_ai_dagfactory.triggers.batch import BACKOFF, MAX_POLL_FAILURES, summary
-
         assert self.batch_id is not None
-        interval, failures, status = self.poll_interval, 0, "unknown"
+        wait = BatchWait(
+            self.batch_id,
+            deadline=deadline,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            log=self.log,
+        )
         while True:
             try:
-                batch = self.hook.retrieve_batch(self.batch_id)
-                failures = 0
+                event = wait.seen(self.hook.retrieve_batch(self.batch_id))
             except OVHCloudAIEndpointsFatalError:
                 raise
             except OVHCloudAIEndpointsError as error:
-                failures += 1
-                if failures >= MAX_POLL_FAILURES:
-                    raise
-                self.log.warning(
-                    "Polling batch %s failed (%d in a row, polling again): %s", self.batch_id, failures, error
-                )
-                batch = {}
-            if batch.get("status") and batch["status"] != status:
-                self.log.info(
-                    "Batch %s is %s (requests: %s)", self.batch_id, batch["status"], batch.get("request_counts")
-                )
-            status = str(batch.get("status") or status)
-            if status in FINAL_STATUSES:
-                return {"status": status, "batch_id": self.batch_id, "batch": summary(batch)}
-            if time.time() >= deadline:
+                wait.failed(error)
+                event = None
+            if event is None and (event := wait.timed_out()) is not None:
                 self.on_kill()
-                return {"status": "timeout", "batch_id": self.batch_id, "batch": summary(batch)}
-            time.sleep(max(0.0, min(interval, deadline - time.time())))
-            interval = min(interval * BACKOFF, self.max_poll_interval)
+            if event is not None:
+                return event
+            time.sleep(wait.pause())
 
     def execute_complete(self, context: Context, event: dict[str, Any], count: int | None = None) -> Any:
         """Resumed from the trigger: the batch has ended (or the wait failed)."""

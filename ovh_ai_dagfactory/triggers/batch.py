@@ -11,24 +11,20 @@ on a worker (`execute_complete`) to download the results:
 
 Its serialized kwargs hold the connection id, never the token: the trigger reads the connection
 itself, in the triggerer (through the task SDK's supervisor on Airflow 3, in a thread on 2.11).
-A transient polling error (429, 5xx, a dropped connection, after the SDK's own retries) does not end
-a wait of hours: the trigger polls again, and gives up after `MAX_POLL_FAILURES` in a row.
+What to do with each poll's outcome (backoff, transient errors, deadline) is decided by
+`hooks/batch_polling.BatchWait`, which the operator's `deferrable=False` wait shares.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from ovh_ai_dagfactory.compat import BaseTrigger, TriggerEvent
-from ovh_ai_dagfactory.hooks.batch import FINAL_STATUSES, OVHCloudAIEndpointsBatchHook
+from ovh_ai_dagfactory.hooks.batch import OVHCloudAIEndpointsBatchHook
+from ovh_ai_dagfactory.hooks.batch_polling import BatchWait
 from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError, OVHCloudAIEndpointsFatalError
-
-BACKOFF = 1.5
-MAX_POLL_FAILURES = 5
-_SUMMARY_KEYS = ("id", "status", "output_file_id", "error_file_id", "request_counts", "errors", "completion_window")
 
 
 class OVHCloudAIEndpointsBatchTrigger(BaseTrigger):
@@ -79,34 +75,26 @@ class OVHCloudAIEndpointsBatchTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def _wait(self, hook: OVHCloudAIEndpointsBatchHook, client: Any) -> dict[str, Any]:
-        interval, failures, last_status = self.poll_interval, 0, None
+        wait = BatchWait(
+            self.batch_id,
+            deadline=self.deadline,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            log=self.log,
+        )
         while True:
             try:
-                batch = await hook.aretrieve_batch(self.batch_id, client)
-                failures = 0
+                event = wait.seen(await hook.aretrieve_batch(self.batch_id, client))
             except OVHCloudAIEndpointsFatalError:
                 raise
             except OVHCloudAIEndpointsError as error:
-                failures += 1
-                if failures >= MAX_POLL_FAILURES:
-                    raise
-                self.log.warning(
-                    "Polling batch %s failed (%d in a row, polling again): %s", self.batch_id, failures, error
-                )
-                batch = {}
-            status = str(batch.get("status") or last_status or "unknown")
-            if status != last_status:
-                self.log.info("Batch %s is %s (requests: %s)", self.batch_id, status, batch.get("request_counts"))
-            last_status = status
-            if status in FINAL_STATUSES:
-                return {"status": status, "batch_id": self.batch_id, "batch": summary(batch)}
-            remaining = self.deadline - time.time()
-            if remaining <= 0:
-                self.log.warning("Batch %s is still %s at its deadline: cancelling it", self.batch_id, status)
+                wait.failed(error)
+                event = None
+            if event is None and (event := wait.timed_out()) is not None:
                 await self._cancel(hook, client)
-                return {"status": "timeout", "batch_id": self.batch_id, "batch": summary(batch)}
-            await asyncio.sleep(min(interval, remaining))
-            interval = min(interval * BACKOFF, self.max_poll_interval)
+            if event is not None:
+                return event
+            await asyncio.sleep(wait.pause())
 
     async def on_kill(self) -> None:
         # Airflow 3.3+: the user marked the deferred task failed/succeeded or cleared it.
@@ -121,11 +109,6 @@ class OVHCloudAIEndpointsBatchTrigger(BaseTrigger):
             self.log.info("Cancelled batch %s", self.batch_id)
         except OVHCloudAIEndpointsError as error:
             self.log.warning("Could not cancel batch %s: %s", self.batch_id, error)
-
-
-def summary(batch: dict[str, Any]) -> dict[str, Any]:
-    """What the operator needs from a batch object (and what is worth keeping in XCom)."""
-    return {key: batch[key] for key in _SUMMARY_KEYS if batch.get(key) is not None}
 
 
 def error_payload(error: OVHCloudAIEndpointsError) -> dict[str, Any]:
