@@ -104,7 +104,12 @@ def ovh_connection(llmock: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, An
     llmock's own fixture sets OPENAI_BASE_URL/OPENAI_API_KEY; our hook must ignore them, so they
     stay set on purpose.
     """
-    conn = {"conn_type": "ovhcloud_ai_endpoints", "host": llmock.base_url("openai"), "password": TEST_TOKEN}
+    return point_connection_at(monkeypatch, llmock.base_url("openai"))
+
+
+def point_connection_at(monkeypatch: pytest.MonkeyPatch, base_url: str) -> dict[str, Any]:
+    """Set `ovh_ai_endpoints_default` (JSON env form) to `base_url` with the test token; returns it."""
+    conn = {"conn_type": "ovhcloud_ai_endpoints", "host": base_url, "password": TEST_TOKEN}
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
     return conn
 

@@ -1,14 +1,17 @@
-"""Fixtures for the DAG factory's tests: the example pipelines as DAGs, and scratch pipeline folders."""
+"""Fixtures for the DAG factory's tests: the example pipelines as DAGs, scratch pipeline folders, and
+our stub servers (plain, and with the Batch API) with the default connection pointing at them."""
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TEST_TOKEN, point_connection_at
+from ovh_batch_stub import OVHBatchStub
+from ovh_stub import OVHStub
 
 EXAMPLES = REPO_ROOT / "pipelines"
 
@@ -66,3 +69,21 @@ CHAT_PIPELINE = """
 def chat_pipeline(description: str = "a test pipeline", dag_id: str | None = None) -> str:
     text = CHAT_PIPELINE.format(description=description)
     return (f"dag_id: {dag_id}\n" if dag_id else "") + textwrap.dedent(text).lstrip()
+
+
+def _serving(server_class: type[OVHStub], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    with server_class(token=TEST_TOKEN) as server:
+        point_connection_at(monkeypatch, server.base_url)
+        yield server
+
+
+@pytest.fixture
+def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[OVHStub]:
+    """Our stub server (tests/ovh_stub.py), fresh for the test, `ovh_ai_endpoints_default` pointing at it."""
+    yield from _serving(OVHStub, monkeypatch)
+
+
+@pytest.fixture
+def batch_stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[OVHBatchStub]:
+    """The stub with the Batch API (tests/ovh_batch_stub.py), like `stub`."""
+    yield from _serving(OVHBatchStub, monkeypatch)

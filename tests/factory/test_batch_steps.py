@@ -5,12 +5,10 @@ in sync mode — through Airflow, against the batch stub."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import CONN_ID, TEST_TOKEN, run_dag, task_states, xcom_value
-from ovh_batch_stub import OVHBatchStub
+from conftest import run_dag, task_states, xcom_value
 
 from ovh_ai_dagfactory.factory.builder import build_dag
 from ovh_ai_dagfactory.spec import PipelineInvalid, parse_pipeline_text
@@ -38,14 +36,6 @@ steps:
     model: Meta-Llama-3_3-70B-Instruct
     messages: [{role: user, content: "{{ steps.classify.contents | length }} answers, {{ steps.embed.embeddings | length }} vectors"}]
 """
-
-
-@pytest.fixture
-def batch_stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[OVHBatchStub]:
-    with OVHBatchStub(token=TEST_TOKEN) as server:
-        conn = {"conn_type": "ovhcloud_ai_endpoints", "host": server.base_url, "password": TEST_TOKEN}
-        monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
-        yield server
 
 
 def _quick(dag: Any) -> Any:

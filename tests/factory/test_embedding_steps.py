@@ -4,11 +4,9 @@ reach the provider's operator: a long input goes out as several requests and com
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
-from conftest import CONN_ID, TEST_TOKEN, run_dag, task_states, xcom_value
-from ovh_stub import OVHStub
+from conftest import run_dag, task_states, xcom_value
 
 from ovh_ai_dagfactory.factory.builder import build_dag
 from ovh_ai_dagfactory.spec import PipelineInvalid, parse_pipeline_text
@@ -28,14 +26,6 @@ steps:
     type: embedding
     input: "{{ params.texts }}"
 """
-
-
-@pytest.fixture
-def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[OVHStub]:
-    with OVHStub(token=TEST_TOKEN) as server:
-        conn = {"conn_type": "ovhcloud_ai_endpoints", "host": server.base_url, "password": TEST_TOKEN}
-        monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
-        yield server
 
 
 def test_batch_size_splits_the_input_and_keeps_its_order(airflow_db, stub):

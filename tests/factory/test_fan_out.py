@@ -4,11 +4,10 @@ order, and whole-expression templates give native values — run through Airflow
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import CONN_ID, TEST_TOKEN, round_trip, run_dag, serialized, xcom_value
+from conftest import round_trip, run_dag, serialized, xcom_value
 from ovh_stub import OVHStub
 
 from ovh_ai_dagfactory.factory.builder import build_dag
@@ -40,14 +39,6 @@ steps:
     messages:
       - {role: user, content: "{{ steps.explain.responses | length }} answers, {{ steps.embed.embeddings | length }} vectors"}
 """
-
-
-@pytest.fixture
-def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[OVHStub]:
-    with OVHStub(token=TEST_TOKEN) as server:
-        conn = {"conn_type": "ovhcloud_ai_endpoints", "host": server.base_url, "password": TEST_TOKEN}
-        monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
-        yield server
 
 
 def _dag(text: str, name: str = "fan_out") -> Any:

@@ -4,12 +4,7 @@ the parsed answer as `steps.<id>.json`, through Airflow, against our stub (which
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-
-import pytest
-from conftest import CONN_ID, TEST_TOKEN, run_dag, task_states
-from ovh_stub import OVHStub
+from conftest import run_dag, task_states
 
 from ovh_ai_dagfactory.factory.builder import build_dag
 from ovh_ai_dagfactory.spec import parse_pipeline_text
@@ -33,14 +28,6 @@ steps:
     model: Meta-Llama-3_3-70B-Instruct
     messages: [{role: user, content: "Route a {{ steps.classify.json.label }} ({{ steps.classify.json.confidence }})"}]
 """
-
-
-@pytest.fixture
-def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[OVHStub]:
-    with OVHStub(token=TEST_TOKEN) as server:
-        conn = {"conn_type": "ovhcloud_ai_endpoints", "host": server.base_url, "password": TEST_TOKEN}
-        monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
-        yield server
 
 
 def test_structured_answer_flows_to_the_next_step(airflow_db, stub):

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from ovh_stub import OVHStub
 
-from provider.shared import CONN_ID, TEST_TOKEN
+from provider.shared import CONN_ID, TEST_TOKEN, point_connection_at
 
 _dag_ids = itertools.count()
 
@@ -37,9 +37,7 @@ def ovh_stub(ovh_stub_server: OVHStub) -> Iterator[OVHStub]:
 @pytest.fixture
 def stub_connection(ovh_stub: OVHStub, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """`ovh_ai_endpoints_default` (JSON env form) pointing at the stub, with the expected token."""
-    conn = {"conn_type": "ovhcloud_ai_endpoints", "host": ovh_stub.base_url, "password": TEST_TOKEN}
-    set_env_connection(monkeypatch, conn)
-    return conn
+    return point_connection_at(monkeypatch, ovh_stub.base_url)
 
 
 def set_env_connection(monkeypatch: pytest.MonkeyPatch, conn: dict[str, Any] | str, conn_id: str = CONN_ID) -> None:

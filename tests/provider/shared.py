@@ -39,3 +39,4 @@ run_dag = _shared.run_dag
 serialized = _shared.serialized
 task_states = _shared.task_states
 xcom_value = _shared.xcom_value
+point_connection_at = _shared.point_connection_at
