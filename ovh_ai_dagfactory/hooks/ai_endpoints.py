@@ -145,18 +145,30 @@ class OVHCloudAIEndpointsHook(BaseHook):
         `response_format`, `tools`, ...), including `extra_body`, `extra_headers`, `extra_query`
         and `timeout`. A parameter left at None is not sent.
         """
-        if kwargs.get("stream"):
-            raise InvalidRequestError(
-                "stream=True is not supported: chat_completion returns one whole response. "
-                "Remove `stream` (the full answer is returned as a dict)."
-            )
-        params = _without_none(temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, **kwargs)
-        client = self.get_conn()
-        create = client.chat.completions.with_raw_response.create
-        _check_parameters(create, "chat completion", "chat.completions.create", params)
-        with self._translated_errors("chat completion", model):
-            raw = create(model=model, messages=messages, **self._with_auth(params))  # type: ignore[arg-type]
-        return self._parsed(raw, "chat completion", model)
+        params = _chat_parameters(temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, **kwargs)
+        return self._chat_sender(self.get_conn(), model, messages, params)()
+
+    def paced_chat_completion(
+        self, requests_per_minute: float, model: str, messages: list[dict[str, Any]], **kwargs: Any
+    ) -> dict[str, Any]:
+        """`chat_completion`, started at the pace every process of this host shares for this
+        endpoint and model (`host_pacing.py`), at most `requests_per_minute`. A 429 holds all of
+        them for its Retry-After; 5xx and timeouts are retried (`max_retries`) by the same loop,
+        not by the SDK (`paced_requests.py` says why)."""
+        from ovh_ai_dagfactory.hooks.host_pacing import host_pacer
+        from ovh_ai_dagfactory.hooks.paced_requests import RetryPolicy, send_paced
+
+        # Everything but the request itself before the first turn: a turn is not spent on setup.
+        send = self._chat_sender(
+            self.get_conn().with_options(max_retries=0), model, messages, _chat_parameters(**kwargs)
+        )
+        return send_paced(
+            send,
+            host_pacer(self.settings.base_url, model, requests_per_minute),
+            RetryPolicy(max_retries=self.settings.max_retries),
+            what=f"chat completion of {model}",
+            slower="lower requests_per_minute, or max_parallel of the step",
+        )
 
     def create_embedding(self, model: str, input: str | list[str], **kwargs: Any) -> dict[str, Any]:  # noqa: A002
         """POST /embeddings; `input` is one text or a batch. Returns the wire JSON as a dict.
@@ -280,6 +292,20 @@ class OVHCloudAIEndpointsHook(BaseHook):
 
     # -- helpers ---------------------------------------------------------------------------------
 
+    def _chat_sender(
+        self, client: openai.OpenAI, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> Callable[[], dict[str, Any]]:
+        """The chat request, its parameters checked against the SDK now; sent at each call."""
+        create = client.chat.completions.with_raw_response.create
+        _check_parameters(create, "chat completion", "chat.completions.create", params)
+
+        def send() -> dict[str, Any]:
+            with self._translated_errors("chat completion", model):
+                raw = create(model=model, messages=messages, **self._with_auth(params))  # type: ignore[arg-type]
+            return self._parsed(raw, "chat completion", model)
+
+        return send
+
     def _embedding_request(
         self,
         client: openai.OpenAI,
@@ -369,6 +395,16 @@ def _check_parameters(create: Callable[..., Any], operation: str, method: str, p
         f"{openai.__version__} does not accept in {method}(). Parameters the SDK does not model go in "
         f"extra_body, e.g. extra_body={{'{unknown[0]}': ...}}; they are sent as they are."
     )
+
+
+def _chat_parameters(**kwargs: Any) -> dict[str, Any]:
+    """The SDK's keyword arguments of a chat request: those not None; `stream` refused."""
+    if kwargs.get("stream"):
+        raise InvalidRequestError(
+            "stream=True is not supported: chat_completion returns one whole response. "
+            "Remove `stream` (the full answer is returned as a dict)."
+        )
+    return _without_none(**kwargs)
 
 
 def _embedding_parameters(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -25,12 +25,7 @@ from ovh_ai_dagfactory.hooks.embedding_batches import (
     text_bytes,
 )
 from ovh_ai_dagfactory.hooks.embedding_progress import EmbeddingProgress
-from ovh_ai_dagfactory.hooks.embedding_runner import (
-    BatchResult,
-    EmbeddingsTooLargeError,
-    RetryPolicy,
-    run_batches,
-)
+from ovh_ai_dagfactory.hooks.embedding_runner import BatchResult, EmbeddingsTooLargeError, run_batches
 from ovh_ai_dagfactory.hooks.embedding_store import (
     PART_FORMAT,
     PartStore,
@@ -39,6 +34,7 @@ from ovh_ai_dagfactory.hooks.embedding_store import (
     read_texts,
 )
 from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
+from ovh_ai_dagfactory.hooks.paced_requests import RetryPolicy
 from ovh_ai_dagfactory.hooks.request_pacing import RequestPacer
 
 if TYPE_CHECKING:

@@ -8,11 +8,9 @@ and `execute()` may run where an event loop is already running (a notebook, an a
 `asyncio.run()` refuses to start. Parsing answers holds the GIL either way.
 
 Retries: the requests of a job are sent with the SDK's retries off (`max_retries=0`) and retried
-here. The SDK would wait out each 429 per request, invisible to the other workers (which would keep
-sending into the limit, then resume all at once) and to the progress counters. Here a 429 pauses
-every worker for the server's Retry-After (`request_pacing.py`), and a 5xx, 408, 409, timeout,
-dropped connection or non-JSON 2xx retries that batch alone, `max_retries` times with exponential
-backoff and jitter. A fatal error (401, 404, a bad parameter) stops the job at once.
+by `paced_requests.send_paced`: a 429 pauses every worker for the server's Retry-After, a 5xx,
+408, 409, timeout, dropped connection or non-JSON 2xx retries that batch alone, a fatal error (401,
+404, a bad parameter) stops the job at once.
 
 A batch refused with 400, 413 or 422 is split in two and each half sent again, down to the text the
 endpoint refuses alone (`TextRefusedError`, naming its index and id): the server's message says
@@ -21,7 +19,6 @@ what is wrong, not which of the 64 texts. That costs log2(batch_size) requests, 
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -32,17 +29,13 @@ from ovh_ai_dagfactory.hooks.embedding_batches import Batch
 from ovh_ai_dagfactory.hooks.embedding_progress import EmbeddingProgress
 from ovh_ai_dagfactory.hooks.errors import (
     BadRequestError,
-    EndpointConnectionError,
-    IncompatibleResponseError,
     OVHCloudAIEndpointsError,
     OVHCloudAIEndpointsFatalError,
-    RateLimitError,
     RequestRejectedError,
-    ServerError,
-    UnexpectedResponseError,
     UnprocessableEntityError,
 )
-from ovh_ai_dagfactory.hooks.request_pacing import RequestPacer, Stopped
+from ovh_ai_dagfactory.hooks.paced_requests import RetryPolicy, send_paced, with_context
+from ovh_ai_dagfactory.hooks.request_pacing import RequestPacer
 from ovh_ai_dagfactory.hooks.results import embedding_vectors
 from ovh_ai_dagfactory.provider_info import DEFAULT_EMBEDDING_CONCURRENCY
 
@@ -63,20 +56,6 @@ class EmbeddingsTooLargeError(OVHCloudAIEndpointsFatalError):
     """The vectors of an embedding job would be larger than `max_result_bytes` (the operator's
     `max_xcom_bytes`): they belong in object storage (`output`), not in one XCom row. Raised after
     the first batch, from its vectors' size, before the rest of the job is paid for."""
-
-
-@dataclass
-class RetryPolicy:
-    """How a batch is retried. `max_retries`: tries after the first for 5xx, 408, 409, timeouts,
-    connection errors and non-JSON 2xx. `max_rate_limit_waits`: 429s one batch waits out before the
-    job fails. `max_retry_after`: a longer Retry-After fails the job at once (task retries, with
-    their retry_delay, are the better wait)."""
-
-    max_retries: int = 2
-    max_rate_limit_waits: int = 10
-    max_retry_after: float = 120.0
-    backoff: float = 0.5  # seconds before the first retry; doubled each time, with jitter
-    backoff_cap: float = 8.0
 
 
 @dataclass
@@ -201,7 +180,7 @@ class _BatchWorker:
         try:
             vectors = embedding_vectors(response, expected=len(batch.texts))
         except OVHCloudAIEndpointsError as error:
-            raise with_context(error, batch.describe()) from None
+            raise with_context(error, f"embedding {batch.describe()}") from None
         usage = response.get("usage") or {}
         return BatchResult(
             batch, vectors, {k: v for k, v in usage.items() if isinstance(v, int)}, response.get("model")
@@ -220,52 +199,14 @@ class _BatchWorker:
                 raise
 
     def _send_with_retries(self, batch: Batch) -> dict[str, Any]:
-        retries = waits = 0
-        while True:
-            self.pacer.wait_turn()
-            self.progress.request_sent()
-            try:
-                response = self.send(batch.texts)
-            except RateLimitError as error:
-                self.progress.was_rate_limited()
-                waits += 1
-                asked = getattr(error, "retry_after", None)
-                pause = asked if asked is not None else _backoff(waits, 1.0, 30.0)
-                if waits > self.policy.max_rate_limit_waits or pause > self.policy.max_retry_after:
-                    why = (
-                        f"the server asked to wait {pause:g} s, over max_retry_after"
-                        if pause > self.policy.max_retry_after
-                        else f"still rate-limited after waiting out {waits - 1} 429s"
-                    )
-                    raise with_context(
-                        error, f"{batch.describe()}: {why}; lower requests_per_minute or max_concurrency"
-                    ) from None
-                self.pacer.pause(pause)
-                continue
-            except IncompatibleResponseError as error:  # fatal, although an UnexpectedResponseError
-                raise with_context(error, batch.describe()) from None
-            except (ServerError, EndpointConnectionError, UnexpectedResponseError) as error:
-                retries += 1
-                if retries > self.policy.max_retries:
-                    raise with_context(
-                        error, f"{batch.describe()}, after {self.policy.max_retries} retries of that batch"
-                    ) from None
-                self.progress.retried()
-                if self.pacer.stop.wait(_backoff(retries, self.policy.backoff, self.policy.backoff_cap)):
-                    raise Stopped() from None
-                continue
-            except (BadRequestError, UnprocessableEntityError, RequestRejectedError):
-                raise  # the caller narrows a refused batch down
-            except OVHCloudAIEndpointsError as error:
-                raise with_context(error, batch.describe()) from None
-            self.pacer.succeeded()
-            return response
-
-
-def with_context(error: OVHCloudAIEndpointsError, context: str) -> OVHCloudAIEndpointsError:
-    """`error` again, same class and attributes, its message followed by `[context]`."""
-    attributes = {name: value for name, value in vars(error).items() if not name.startswith("_")}
-    return type(error)(f"{error} [embedding {context}]", **attributes)
+        return send_paced(
+            lambda: self.send(batch.texts),
+            self.pacer,
+            self.policy,
+            what=f"embedding {batch.describe()}",
+            slower="lower requests_per_minute or max_concurrency",
+            events=self.progress,
+        )
 
 
 def _is_refusal(error: OVHCloudAIEndpointsError) -> bool:
@@ -287,18 +228,11 @@ def _text_refused(error: OVHCloudAIEndpointsError, batch: Batch) -> TextRefusedE
     )
 
 
-def _backoff(attempt: int, base: float, cap: float) -> float:
-    # Full jitter in the upper half: workers retrying together spread out.
-    return min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-
-
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "BatchResult",
     "EmbeddingsTooLargeError",
-    "RetryPolicy",
     "TextRefusedError",
     "run_batches",
     "spare_workers",
-    "with_context",
 ]

@@ -12,13 +12,19 @@ in-flight requests into 429s of their own, then resume all at once (a thundering
 first 429 sets a pause every worker honours before its next request, and after it the starts are
 spaced again — at the pacing interval, or, without pacing, one every `RESUME_SPACING` seconds until a
 request succeeds.
+
+Where the two times (next start, paused until) live is the pacer's `state`: in this process
+(`ProcessState`, for the workers of one embedding job), or in a file every process of the host
+shares (`host_pacing.FileState`, for the chat operator's task instances).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
 
 RESUME_SPACING = 0.1  # seconds between starts after a 429 when no requests_per_minute is set
 
@@ -27,18 +33,43 @@ class Stopped(Exception):
     """The job is stopping (another batch failed): a waiting worker gives up its turn."""
 
 
+class PacingState(Protocol):
+    """[next start, paused until], read and updated under a lock; `clock` tells the time they use."""
+
+    clock: Callable[[], float]
+
+    def locked(self) -> Any: ...
+
+
+class ProcessState:
+    """The pacing state of one process (its threads share it)."""
+
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._times = [0.0, 0.0]
+
+    @contextmanager
+    def locked(self) -> Iterator[list[float]]:
+        with self._lock:
+            yield self._times
+
+
 class RequestPacer:
-    """Spaces the requests of one job and holds them all during a 429 pause.
+    """Spaces requests and holds them all during a 429 pause.
 
     :param requests_per_minute: the most requests started in any minute; None or 0 for no pacing.
     :param stop: set when the job stops; waiting workers then raise `Stopped`.
+    :param state: where the times live (default: this process; `host_pacing.FileState`: the host).
     """
 
     def __init__(
         self,
         requests_per_minute: float | None,
         stop: threading.Event | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
+        state: PacingState | None = None,
     ) -> None:
         if requests_per_minute is not None and (
             isinstance(requests_per_minute, bool) or not isinstance(requests_per_minute, (int, float))
@@ -48,46 +79,42 @@ class RequestPacer:
             raise ValueError(f"requests_per_minute must be ≥ 0, not {requests_per_minute!r}")
         self.interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
         self.stop = stop or threading.Event()
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._next_start = 0.0
-        self._paused_until = 0.0
+        self.state: PacingState = state or ProcessState()
+        self._clock = clock or self.state.clock
         self._cautious = False  # after a 429 without pacing: space starts until a success
         self.paused_seconds = 0.0  # total time of the pauses (for the progress line)
 
     def wait_turn(self) -> None:
         """Block until the caller may start a request; raise `Stopped` if the job stops meanwhile."""
         while True:
-            with self._lock:
+            with self.state.locked() as times:
                 now = self._clock()
-                start = max(now, self._next_start, self._paused_until)
-                gap = self.interval or (RESUME_SPACING if self._cautious else 0.0)
-                self._next_start = start + gap
-                paused_until = self._paused_until
+                next_start, paused_until = times
+                start = max(now, next_start, paused_until)
+                times[0] = start + (self.interval or (RESUME_SPACING if self._cautious else 0.0))
             if start > now and self.stop.wait(start - now):
                 raise Stopped()
             if self.stop.is_set():
                 raise Stopped()
-            with self._lock:
+            with self.state.locked() as times:
                 # A pause set while this worker slept takes its turn away: it queues again.
-                if self._paused_until <= paused_until or self._paused_until <= self._clock():
+                if times[1] <= paused_until or times[1] <= self._clock():
                     return
 
     def pause(self, seconds: float) -> None:
         """Hold every worker's next request for `seconds` from now (a longer pause already set wins)."""
-        with self._lock:
-            until = self._clock() + max(0.0, seconds)
-            if until > self._paused_until:
-                self.paused_seconds += until - max(self._paused_until, self._clock())
-                self._paused_until = until
-            self._next_start = max(self._next_start, self._paused_until)
-            self._cautious = True
+        with self.state.locked() as times:
+            now = self._clock()
+            until = now + max(0.0, seconds)
+            if until > times[1]:
+                self.paused_seconds += until - max(times[1], now)
+                times[1] = until
+            times[0] = max(times[0], times[1])
+        self._cautious = True
 
     def succeeded(self) -> None:
         """A request got through: without pacing, starts need no spacing any more."""
-        if self._cautious:
-            with self._lock:
-                self._cautious = False
+        self._cautious = False
 
 
-__all__ = ["RESUME_SPACING", "RequestPacer", "Stopped"]
+__all__ = ["RESUME_SPACING", "PacingState", "ProcessState", "RequestPacer", "Stopped"]

@@ -126,6 +126,10 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
         strict `json_schema` `response_format` named after the task id, and checked on the answer
         (`StructuredOutputError`, retried by the task's retries, when it is not JSON or does not
         match). Not templated. Refused together with a `response_format` in `completion_kwargs`.
+    :param requests_per_minute: pace the request with every other task of this worker host asking
+        the same model of the same endpoint (the items of a mapped task, above all): at most this
+        many start per minute, and a 429 holds them all for its Retry-After (`hook.paced_chat_completion`).
+        None (the default): the request is sent as the task runs, and the SDK retries a 429 alone.
     :param ovh_conn_id: Airflow connection id (templated).
     """
 
@@ -144,11 +148,13 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
         stop: str | list[str] | None = None,
         completion_kwargs: dict[str, Any] | None = None,
         output_schema: dict[str, Any] | None = None,
+        requests_per_minute: float | None = None,
         ovh_conn_id: str = OVHCloudAIEndpointsHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.ovh_conn_id = ovh_conn_id
+        self.requests_per_minute = requests_per_minute
         self.model = model
         self.messages = messages
         self.temperature = temperature
@@ -186,6 +192,8 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
         return request
 
     def call_endpoint(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.requests_per_minute:
+            return self.hook.paced_chat_completion(self.requests_per_minute, **request)
         return self.hook.chat_completion(**request)
 
     def check_result(self, response: dict[str, Any], request: dict[str, Any]) -> None:

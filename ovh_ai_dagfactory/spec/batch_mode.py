@@ -17,6 +17,7 @@ _NOT_IN_BATCH = {
     "chat": {
         "output_schema": "structured output is not supported in batch mode yet",
         "max_parallel": "the platform runs a batch's items; max_parallel bounds task instances of sync mode",
+        "requests_per_minute": "batch jobs are outside the per-minute rate limit",
     },
     "embedding": {
         "for_each": "an embedding batch embeds the texts of `input`: give them as a list instead",

@@ -38,7 +38,7 @@ from ovh_ai_dagfactory.spec.declare import (
     plain_value,
 )
 from ovh_ai_dagfactory.spec.output_schema import load_output_schema
-from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DAG_ID, DATE, DURATION, PARAMS, SCHEDULE, TAGS
+from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DAG_ID, DATE, DURATION, PARAMS, RATE, SCHEDULE, TAGS
 from ovh_ai_dagfactory.spec.shared_fields import (
     COMPLETION_WINDOW,
     DEPENDS_ON,
@@ -161,6 +161,15 @@ class ChatStep:
         (0.5,),
         argument=REQUEST,
     ).field()
+    requests_per_minute: float | None = Declared(
+        RATE,
+        "Client-side pace of this step's requests, for a for_each step above all: its items, and every other "
+        "task asking this model of this endpoint, take turns on the worker host they run on, and on 429 they "
+        "all wait for the Retry-After. Hosts pace separately: route the step to one queue, or give each host "
+        "its share of the limit.",
+        (400,),
+        default_text="none: each request is sent as its task runs (the SDK retries a 429 on its own)",
+    ).field()
     extra_body: dict[str, Any] | None = EXTRA_BODY.field()
     for_each: str | tuple[Any, ...] | None = FOR_EACH_ITEMS.field()
     max_parallel: int | None = MAX_PARALLEL.field()
@@ -247,7 +256,7 @@ class EmbeddingStep:
         default_text=str(DEFAULT_EMBEDDING_CONCURRENCY),
     ).field()
     requests_per_minute: float | None = Declared(
-        Shape({"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000}, "number > 0"),
+        RATE,
         "Client-side pace of this step's requests; on 429 every request in flight waits for the Retry-After.",
         (400,),
         default_text=f"{DEFAULT_REQUESTS_PER_MINUTE} (OVH's limit per model with a token)",

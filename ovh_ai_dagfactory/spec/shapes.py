@@ -73,6 +73,8 @@ FOR_EACH = Shape(
     hint="write a list of items, or one template that gives a list, such as {{ params.documents }}",
 )
 PARAMS = Shape({"type": "object", "propertyNames": {"pattern": NAME_PATTERN}}, "mapping", dict)
+#: A pace, in requests per minute (`requests_per_minute` of chat and embedding steps).
+RATE = Shape({"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000}, "number > 0")
 
 __all__ = [
     "CONNECTION_ID",
@@ -83,6 +85,7 @@ __all__ = [
     "MAX_INT",
     "NAME_PATTERN",
     "PARAMS",
+    "RATE",
     "SCHEDULE",
     "TAGS",
 ]

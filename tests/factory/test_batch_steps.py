@@ -84,6 +84,10 @@ def test_batch_steps_run_as_batch_jobs_and_read_like_sync_steps(airflow_db, batc
             ("    temperature: 0\n", "    temperature: 0\n    max_parallel: 2\n"),
             "'max_parallel' does not apply to step 'classify' in mode: batch",
         ),
+        (
+            ("    temperature: 0\n", "    temperature: 0\n    requests_per_minute: 100\n"),
+            "'requests_per_minute' does not apply to step 'classify' in mode: batch",
+        ),
     ],
 )
 def test_validate_refuses_batch_mode_where_it_cannot_apply(change: tuple[str, str], message: str):

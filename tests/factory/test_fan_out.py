@@ -127,6 +127,30 @@ def test_a_literal_list_is_expanded_as_it_is_without_an_items_task(airflow_db, s
     ]
 
 
+def test_requests_per_minute_paces_the_items_of_a_chat_step(airflow_db, stub, tmp_path, monkeypatch):
+    monkeypatch.setenv("OVH_AI_DAGFACTORY_PACING_DIR", str(tmp_path / "pacing"))
+    dag = _dag(
+        """\
+        schedule: null
+        steps:
+          label:
+            type: chat
+            model: Meta-Llama-3_3-70B-Instruct
+            for_each: [one, two, three, four]
+            requests_per_minute: 300
+            messages: [{role: user, content: "{{ item }}"}]
+        """.replace("        ", "")
+    )
+    assert dag.get_task("label").partial_kwargs["requests_per_minute"] == 300
+    dag_run = run_dag(dag)
+    assert _states(dag_run) == {"label": ["success"] * 4}
+    starts = sorted(r.at for r in stub.requests if r.path.endswith("/chat/completions"))
+    # 300 a minute: one start every 0.2 s. Judged from the second arrival: the first item's process
+    # may still be warming up after its turn (importing the SDK's resources), which only delays it.
+    assert len(starts) == 4 and starts[-1] - starts[1] >= 2 * 0.2 * 0.9
+    assert len(list((tmp_path / "pacing").glob("*.pace"))) == 1  # the host's pace for this endpoint and model
+
+
 EMPTY = """\
 schedule: null
 params:

@@ -133,7 +133,7 @@ def test_a_failed_batch_is_retried_alone_and_a_lasting_failure_names_its_batch(a
         )
     message = str(caught.value)
     assert message.startswith("503 Server Error: embedding on ")
-    assert message.endswith("[embedding batch 0 (texts 0-4), after 1 retries of that batch]")
+    assert message.endswith("[embedding batch 0 (texts 0-4), after 1 retries of that request]")
     assert caught.value.http_status == 503
     assert len(_posts(ovh_stub)) == 2  # one try and one retry of batch 0; batch 1 never started
 
