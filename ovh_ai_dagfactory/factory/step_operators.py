@@ -51,7 +51,20 @@ from ovh_ai_dagfactory.spec.native_values import NotNative, render_native
 NO_ITEM: Any = object()
 
 
-class PipelineChatOperator(OVHCloudAIEndpointsChatCompletionsOperator):
+class _PipelineTemplates:
+    """`steps`, `item` / `item_index` and native values in a pipeline operator's templates.
+
+    Methods only, no `__init__`: a class's own `__init__` costs a level of `apply_defaults` (above),
+    so each operator below keeps its own."""
+
+    def _do_render_template_fields(
+        self, parent: Any, template_fields: Iterable[str], context: Any, jinja_env: Any, seen_oids: set[int]
+    ) -> None:
+        rest = render_pipeline_fields(self, parent, template_fields, context, jinja_env)
+        super()._do_render_template_fields(parent, rest, context, jinja_env, seen_oids)  # type: ignore[misc]
+
+
+class PipelineChatOperator(_PipelineTemplates, OVHCloudAIEndpointsChatCompletionsOperator):
     """A pipeline's chat step: the provider's chat operator, with `steps.<id>` in its templates.
 
     :param step_kinds: step id → kind ("chat", "embedding") of the pipeline's steps.
@@ -74,14 +87,8 @@ class PipelineChatOperator(OVHCloudAIEndpointsChatCompletionsOperator):
         self.mapped_steps = mapped_steps
         self.item = item
 
-    def _do_render_template_fields(
-        self, parent: Any, template_fields: Iterable[str], context: Any, jinja_env: Any, seen_oids: set[int]
-    ) -> None:
-        rest = render_pipeline_fields(self, parent, template_fields, context, jinja_env)
-        super()._do_render_template_fields(parent, rest, context, jinja_env, seen_oids)
 
-
-class PipelineEmbeddingOperator(OVHCloudAIEndpointsEmbeddingOperator):
+class PipelineEmbeddingOperator(_PipelineTemplates, OVHCloudAIEndpointsEmbeddingOperator):
     """A pipeline's embedding step: the provider's embedding operator, with `steps.<id>` in its templates.
 
     :param step_kinds: step id → kind ("chat", "embedding") of the pipeline's steps.
@@ -103,12 +110,6 @@ class PipelineEmbeddingOperator(OVHCloudAIEndpointsEmbeddingOperator):
         self.step_kinds = step_kinds
         self.mapped_steps = mapped_steps
         self.item = item
-
-    def _do_render_template_fields(
-        self, parent: Any, template_fields: Iterable[str], context: Any, jinja_env: Any, seen_oids: set[int]
-    ) -> None:
-        rest = render_pipeline_fields(self, parent, template_fields, context, jinja_env)
-        super()._do_render_template_fields(parent, rest, context, jinja_env, seen_oids)
 
     def execute(self, context: Any) -> Any:
         if self.input_file is None:  # else the texts come from the file
