@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from e2e.airflow_services import Deadline, ServiceError  # noqa: E402
-from e2e.distributed_services import DistributedAirflow, missing_prerequisites  # noqa: E402
+from e2e.distributed_services import DistributedAirflow, generated_pipeline, missing_prerequisites  # noqa: E402
 
 LOADER = (
     "# airflow DAG loader: one DAG per pipeline file\n"
@@ -70,30 +70,11 @@ STATS_ROW = re.compile(
 )
 
 
-def generated(i: int) -> str:
-    text = f"""\
-dag_id: e2e_gen_{i:03d}
-schedule: null
-start_date: 2024-01-01
-tags: [e2e-generated]
-steps:
-  ask:
-    type: chat
-    model: Meta-Llama-3_3-70B-Instruct
-    max_tokens: 20
-    messages:
-      - {{role: user, content: "Pipeline {i:03d}, revision 1."}}
-"""
-    if i % 4 == 0:
-        text += '  embed:\n    type: embedding\n    model: BGE-M3\n    input: "{{ steps.ask.content }}"\n'
-    return text
-
-
 def dag_source(root: Path, n: int) -> Path:
     dags = root / "dags"
     (dags / "pipelines").mkdir(parents=True)
     for i in range(n):
-        (dags / "pipelines" / f"e2e_gen_{i:03d}.yaml").write_text(generated(i))
+        (dags / "pipelines" / f"e2e_gen_{i:03d}.yaml").write_text(generated_pipeline(i))
     (dags / "ovh_pipelines.py").write_text(LOADER)
     (dags / f"{HAND_WRITTEN_ID}.py").write_text(HAND_WRITTEN)
     return dags

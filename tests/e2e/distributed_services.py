@@ -75,6 +75,32 @@ PG_DB = "airflow"
 HOSTNAME_MODULE = "ovh_e2e_worker_host"  # written into each worker's home, on its PYTHONPATH only
 
 
+def generated_pipeline(i: int, revision: int = 1) -> str:
+    """Pipeline `e2e_gen_<i>`, a small valid one (what the test and benchmarks/bench_distributed.py
+    generate by the hundred): one chat step sending `generated_prompt(i, revision)`; every fourth
+    one also embeds the answer (two tasks)."""
+    text = f"""\
+dag_id: e2e_gen_{i:03d}
+schedule: null
+start_date: 2024-01-01
+tags: [e2e-generated]
+steps:
+  ask:
+    type: chat
+    model: Meta-Llama-3_3-70B-Instruct
+    max_tokens: 20
+    messages:
+      - {{role: user, content: "{generated_prompt(i, revision)}"}}
+"""
+    if i % 4 == 0:
+        text += '  embed:\n    type: embedding\n    model: BGE-M3\n    input: "{{ steps.ask.content }}"\n'
+    return text
+
+
+def generated_prompt(i: int, revision: int) -> str:
+    return f"Pipeline {i:03d}, revision {revision}."
+
+
 def postgres_bindir() -> Path | None:
     """The newest PostgreSQL server binaries: Debian's /usr/lib/postgresql/<v>/bin, else `initdb`
     on PATH."""

@@ -42,7 +42,13 @@ from typing import Any
 import pytest
 
 from e2e.airflow_services import AirflowServices, Deadline, ServiceError, copy_examples, example_dag_ids
-from e2e.distributed_services import DistributedAirflow, WorkerHost, missing_prerequisites
+from e2e.distributed_services import (
+    DistributedAirflow,
+    WorkerHost,
+    generated_pipeline,
+    generated_prompt,
+    missing_prerequisites,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -69,42 +75,13 @@ steps:
 BROKEN_ERROR = "broken_pipeline.yaml:8:5: error: unknown key 'mesages' in step 'ask'"
 
 
-def _generated(i: int, revision: int) -> str:
-    """A small valid pipeline; every fourth one also embeds the answer (two tasks)."""
-    text = f"""\
-dag_id: e2e_gen_{i:03d}
-schedule: null
-start_date: 2024-01-01
-tags: [e2e-generated]
-steps:
-  ask:
-    type: chat
-    model: Meta-Llama-3_3-70B-Instruct
-    max_tokens: 20
-    messages:
-      - {{role: user, content: "Pipeline {i:03d}, revision {revision}."}}
-"""
-    if i % 4 == 0:
-        text += """\
-  embed:
-    type: embedding
-    model: BGE-M3
-    input: "{{ steps.ask.content }}"
-"""
-    return text
-
-
-def _prompt(i: int, revision: int) -> str:
-    return f"Pipeline {i:03d}, revision {revision}."
-
-
 def _dag_source(root: Path) -> Path:
     """The DAG folder as the repository holds it; every host gets a copy."""
     dags = root / "dags"
     pipelines = dags / "pipelines"
     copy_examples(pipelines)
     for i in range(N_GENERATED):
-        (pipelines / f"e2e_gen_{i:03d}.yaml").write_text(_generated(i, 1))
+        (pipelines / f"e2e_gen_{i:03d}.yaml").write_text(generated_pipeline(i, 1))
     (pipelines / "broken_pipeline.yaml").write_text(BROKEN_PIPELINE)
     # No path in it: `pipelines/` next to the loader file, on every host (their paths differ).
     (dags / "ovh_pipelines.py").write_text(
@@ -215,7 +192,7 @@ def _scenario(
     i = int(CHANGED_DAG_ID.rsplit("_", 1)[1])
     before = _burst(airflow, CHANGED_DAG_ID, deadline)
     assert _hostnames(before) == set(WORKERS), f"{CHANGED_DAG_ID} ran on {sorted(_hostnames(before))} only"
-    assert _prompts(llmock).count(_prompt(i, 1)) == BURST, _prompts(llmock)
+    assert _prompts(llmock).count(generated_prompt(i, 1)) == BURST, _prompts(llmock)
     changed_name = f"{CHANGED_DAG_ID}.yaml"
     for worker in dist.workers:
         entries = _cache_entries(worker.cache_dir)
@@ -232,7 +209,7 @@ def _scenario(
     # next runs (both workers again) send the new prompt.
     path = source / "pipelines" / changed_name
     old = path.read_bytes()
-    new = _generated(i, 2).encode()
+    new = generated_pipeline(i, 2).encode()
     assert len(new) == len(old) and new != old
     stat = path.stat()
     path.write_bytes(new)
@@ -251,7 +228,7 @@ def _scenario(
     new_prompts = [
         r.body["messages"][-1]["content"] for r in llmock.requests[n_before:] if r.path.endswith("/chat/completions")
     ]
-    assert new_prompts == [_prompt(i, 2)] * BURST, f"stale pipeline on a worker: prompts sent {new_prompts}"
+    assert new_prompts == [generated_prompt(i, 2)] * BURST, f"stale pipeline on a worker: prompts sent {new_prompts}"
     for worker in dist.workers:
         entry = _entry_for(worker, changed_name)
         assert entry.stat().st_mtime >= changed_at, f"{worker.name}'s cache entry for {changed_name} was not rewritten"
