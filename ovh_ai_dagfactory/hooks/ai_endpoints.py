@@ -8,8 +8,6 @@ module (through the operators) in every parse, and the scheduler should not pay 
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -18,8 +16,9 @@ from ovh_ai_dagfactory.compat import AirflowNotFoundException, BaseHook, mask_se
 from ovh_ai_dagfactory.hooks.connection import EndpointSettings, settings_from_connection
 from ovh_ai_dagfactory.hooks.embedding_batches import DEFAULT_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES
 from ovh_ai_dagfactory.hooks.embedding_runner import DEFAULT_MAX_CONCURRENCY
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, OVHCloudAIEndpointsError, api_key_not_found
+from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError, api_key_not_found
 from ovh_ai_dagfactory.hooks.redaction import redact
+from ovh_ai_dagfactory.hooks.request_parameters import chat_parameters, check_parameters, embedding_parameters
 from ovh_ai_dagfactory.hooks.responses import wire_json
 from ovh_ai_dagfactory.hooks.sdk_errors import CallContext, from_openai_error
 from ovh_ai_dagfactory.provider_info import (
@@ -145,7 +144,7 @@ class OVHCloudAIEndpointsHook(BaseHook):
         `response_format`, `tools`, ...), including `extra_body`, `extra_headers`, `extra_query`
         and `timeout`. A parameter left at None is not sent.
         """
-        params = _chat_parameters(temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, **kwargs)
+        params = chat_parameters(temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, **kwargs)
         return self._chat_sender(self.get_conn(), model, messages, params)()
 
     def paced_chat_completion(
@@ -160,7 +159,7 @@ class OVHCloudAIEndpointsHook(BaseHook):
 
         # Everything but the request itself before the first turn: a turn is not spent on setup.
         send = self._chat_sender(
-            self.get_conn().with_options(max_retries=0), model, messages, _chat_parameters(**kwargs)
+            self.get_conn().with_options(max_retries=0), model, messages, chat_parameters(**kwargs)
         )
         return send_paced(
             send,
@@ -177,9 +176,9 @@ class OVHCloudAIEndpointsHook(BaseHook):
         `user`, ...), including `extra_body`, `extra_headers`, `extra_query` and `timeout`.
         One request, whatever the size of `input`: `embed_texts` splits a large input.
         """
-        params = _embedding_parameters(kwargs)
+        params = embedding_parameters(kwargs)
         client = self.get_conn()
-        _check_parameters(client.embeddings.with_raw_response.create, "embedding", "embeddings.create", params)
+        check_parameters(client.embeddings.with_raw_response.create, "embedding", "embeddings.create", params)
         return self._embedding_request(client, model, input, params)
 
     def embed_texts(
@@ -217,7 +216,7 @@ class OVHCloudAIEndpointsHook(BaseHook):
             requests_per_minute=requests_per_minute,
             max_request_bytes=max_request_bytes,
             max_result_bytes=max_result_bytes,
-            params=_embedding_parameters(kwargs),
+            params=embedding_parameters(kwargs),
         )
 
     def embed_to_storage(
@@ -263,7 +262,7 @@ class OVHCloudAIEndpointsHook(BaseHook):
             max_concurrency=max_concurrency,
             requests_per_minute=requests_per_minute,
             max_request_bytes=max_request_bytes,
-            params=_embedding_parameters(kwargs),
+            params=embedding_parameters(kwargs),
         )
 
     def embedding_sender(self, model: str, params: dict[str, Any]) -> Callable[[list[str]], dict[str, Any]]:
@@ -271,7 +270,7 @@ class OVHCloudAIEndpointsHook(BaseHook):
         retries, paces and pauses on 429 itself (`embedding_runner.py` says why). `params` as
         `create_embedding`'s keyword arguments; checked against the SDK once, here."""
         client = self.get_conn().with_options(max_retries=0)
-        _check_parameters(client.embeddings.with_raw_response.create, "embedding", "embeddings.create", params)
+        check_parameters(client.embeddings.with_raw_response.create, "embedding", "embeddings.create", params)
         return lambda texts: self._embedding_request(client, model, texts, params)
 
     def list_models(self) -> list[str]:
@@ -297,7 +296,7 @@ class OVHCloudAIEndpointsHook(BaseHook):
     ) -> Callable[[], dict[str, Any]]:
         """The chat request, its parameters checked against the SDK now; sent at each call."""
         create = client.chat.completions.with_raw_response.create
-        _check_parameters(create, "chat completion", "chat.completions.create", params)
+        check_parameters(create, "chat completion", "chat.completions.create", params)
 
         def send() -> dict[str, Any]:
             with self._translated_errors("chat completion", model):
@@ -375,44 +374,3 @@ class OVHCloudAIEndpointsHook(BaseHook):
 
         headers = {**(params.get("extra_headers") or {}), "Authorization": openai.Omit()}
         return {**params, "extra_headers": headers}
-
-
-def _check_parameters(create: Callable[..., Any], operation: str, method: str, params: dict[str, Any]) -> None:
-    """Refuse, before any request, a parameter the installed SDK's `create` does not take: the SDK
-    would raise a bare TypeError, which Airflow would retry although it can never succeed."""
-    accepted = inspect.signature(create).parameters
-    unknown = [name for name in params if name not in accepted]
-    if not unknown:
-        return
-    import openai
-
-    hints = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, accepted, n=1)
-        hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-    raise InvalidRequestError(
-        f"Invalid request: {operation} got parameter(s) {', '.join(hints)} that the openai SDK "
-        f"{openai.__version__} does not accept in {method}(). Parameters the SDK does not model go in "
-        f"extra_body, e.g. extra_body={{'{unknown[0]}': ...}}; they are sent as they are."
-    )
-
-
-def _chat_parameters(**kwargs: Any) -> dict[str, Any]:
-    """The SDK's keyword arguments of a chat request: those not None; `stream` refused."""
-    if kwargs.get("stream"):
-        raise InvalidRequestError(
-            "stream=True is not supported: chat_completion returns one whole response. "
-            "Remove `stream` (the full answer is returned as a dict)."
-        )
-    return _without_none(**kwargs)
-
-
-def _embedding_parameters(kwargs: dict[str, Any]) -> dict[str, Any]:
-    # The SDK would ask for base64 and decode it; not every OpenAI-compatible server implements
-    # base64, and floats are what the wire JSON (and the seed's response shape) shows.
-    return _without_none(**{"encoding_format": "float", **kwargs})
-
-
-def _without_none(**params: Any) -> dict[str, Any]:
-    """Parameters the caller set: a None is 'use the model default', so it is not sent at all."""
-    return {key: value for key, value in params.items() if value is not None}
