@@ -622,19 +622,25 @@ class AirflowServices:
                 pass
             if svc.log_file:
                 svc.log_file.close()
-        # Stragglers that left the groups (e.g. task processes in their own session).
-        for pid in self._our_pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        # Stragglers that left the groups (e.g. task processes in their own session), until none is
+        # left: a killed process takes a moment to die (a large one, on a busy machine), and one
+        # may start another while it goes. stop() returns when they are gone, not when told to go.
+        gone_by = time.monotonic() + 10
+        while (left := self._our_pids()) and time.monotonic() < gone_by:
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.1)
         self.timings["stop_s"] = time.monotonic() - t0
         self.memory.stop()
         if self._own_home and not self.keep_home:
             shutil.rmtree(self.home, ignore_errors=True)
 
     def _our_pids(self) -> list[int]:
-        """Live processes started by this harness: in a service's session, or with our marker."""
+        """Live processes started by this harness: in a service's session, or with our marker
+        (zombies, dead already and waiting to be reaped, are not live)."""
         import psutil
 
         sessions = {svc.process.pid for svc in self.services if svc.process is not None}
@@ -645,6 +651,8 @@ class AirflowServices:
             if pid == me:
                 continue
             try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
                 if os.getsid(pid) in sessions:
                     out.append(pid)
                     continue
