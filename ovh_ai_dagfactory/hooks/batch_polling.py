@@ -1,14 +1,17 @@
 """The decisions of a wait for a batch job, shared by the two ways of waiting: the trigger (async, in
 Airflow's triggerer) and the operator with `deferrable=False` (sync, in its worker slot).
 
-Each of them only does the I/O: it retrieves the batch, hands the outcome to a `BatchWait`, and
-sleeps for as long as `pause()` says. `BatchWait` decides the rest, the same way for both:
+Each of them only does the I/O: it retrieves the batch, hands what the poll gave (the batch, or the
+error it failed with) to `after_poll()`, and either returns the event it gets (cancelling the batch
+first on `timeout`) or sleeps for as long as `pause()` says. `BatchWait` decides the rest, the same
+way for both:
 
-    failed(error)   a transient polling error: counted, logged; re-raised after MAX_POLL_FAILURES in a row
-    seen(batch)     a status change is logged; returns the final event once the batch has ended
-    timed_out()     the deadline has passed: returns the `timeout` event (the caller cancels the batch)
-    pause()         seconds to sleep before the next poll (grows by BACKOFF up to max_poll_interval,
-                    never past the deadline)
+    a fatal error (401, 404, ...)   raised at once
+    another error of ours           counted, logged; raised after MAX_POLL_FAILURES in a row
+    a batch                         a status change is logged; the final event once it has ended
+    past the deadline               the `timeout` event
+    pause()                         seconds to sleep before the next poll (grows by BACKOFF up to
+                                    max_poll_interval, never past the deadline)
 
 Events are plain JSON, as a trigger event must be:
     {"status": "completed" | "failed" | "expired" | "cancelled" | "timeout", "batch_id", "batch": {...}}
@@ -19,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError
+from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError, OVHCloudAIEndpointsFatalError
 
 #: Statuses after which a batch never changes again.
 FINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -45,7 +48,19 @@ class BatchWait:
         self.status: str | None = None
         self.batch: dict[str, Any] = {}
 
-    def failed(self, error: OVHCloudAIEndpointsError) -> None:
+    def after_poll(self, answer: dict[str, Any] | OVHCloudAIEndpointsError) -> dict[str, Any] | None:
+        """The event that ends the wait, given what a poll answered (the batch, or the error it
+        failed with), or None to poll again after `pause()`. A `timeout` event means the caller
+        cancels the batch."""
+        if isinstance(answer, OVHCloudAIEndpointsFatalError):
+            raise answer
+        if isinstance(answer, OVHCloudAIEndpointsError):
+            self._failed(answer)
+        elif (event := self._seen(answer)) is not None:
+            return event
+        return self._timed_out()
+
+    def _failed(self, error: OVHCloudAIEndpointsError) -> None:
         """A poll failed with a transient error: raise it if it is one too many, else poll again."""
         self.failures += 1
         if self.failures >= MAX_POLL_FAILURES:
@@ -54,7 +69,7 @@ class BatchWait:
             "Polling batch %s failed (%d in a row, polling again): %s", self.batch_id, self.failures, error
         )
 
-    def seen(self, batch: dict[str, Any]) -> dict[str, Any] | None:
+    def _seen(self, batch: dict[str, Any]) -> dict[str, Any] | None:
         """A poll answered `batch`: the final event when it has ended, else None."""
         self.failures = 0
         self.batch = batch
@@ -64,7 +79,7 @@ class BatchWait:
         self.status = status
         return self._event(status) if status in FINAL_STATUSES else None
 
-    def timed_out(self) -> dict[str, Any] | None:
+    def _timed_out(self) -> dict[str, Any] | None:
         """The `timeout` event once the deadline has passed (the caller then cancels the batch)."""
         if time.time() < self.deadline:
             return None

@@ -45,7 +45,7 @@ from ovh_ai_dagfactory.hooks.batch_files import (
     request_file,
 )
 from ovh_ai_dagfactory.hooks.batch_polling import BatchWait
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, OVHCloudAIEndpointsError, OVHCloudAIEndpointsFatalError
+from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, OVHCloudAIEndpointsError
 
 DEFAULT_COMPLETION_WINDOW = "24h"
 ON_LINE_ERROR = ("fail", "report")
@@ -189,16 +189,14 @@ class OVHCloudAIEndpointsBatchOperator(BaseOperator):
             log=self.log,
         )
         while True:
+            answer: dict[str, Any] | OVHCloudAIEndpointsError
             try:
-                event = wait.seen(self.hook.retrieve_batch(self.batch_id))
-            except OVHCloudAIEndpointsFatalError:
-                raise
+                answer = self.hook.retrieve_batch(self.batch_id)
             except OVHCloudAIEndpointsError as error:
-                wait.failed(error)
-                event = None
-            if event is None and (event := wait.timed_out()) is not None:
-                self.on_kill()
-            if event is not None:
+                answer = error
+            if (event := wait.after_poll(answer)) is not None:
+                if event["status"] == "timeout":
+                    self.on_kill()
                 return event
             time.sleep(wait.pause())
 

@@ -24,7 +24,7 @@ from typing import Any
 from ovh_ai_dagfactory.compat import BaseTrigger, TriggerEvent
 from ovh_ai_dagfactory.hooks.batch import OVHCloudAIEndpointsBatchHook
 from ovh_ai_dagfactory.hooks.batch_polling import BatchWait
-from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError, OVHCloudAIEndpointsFatalError
+from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError
 
 
 class OVHCloudAIEndpointsBatchTrigger(BaseTrigger):
@@ -83,16 +83,14 @@ class OVHCloudAIEndpointsBatchTrigger(BaseTrigger):
             log=self.log,
         )
         while True:
+            answer: dict[str, Any] | OVHCloudAIEndpointsError
             try:
-                event = wait.seen(await hook.aretrieve_batch(self.batch_id, client))
-            except OVHCloudAIEndpointsFatalError:
-                raise
+                answer = await hook.aretrieve_batch(self.batch_id, client)
             except OVHCloudAIEndpointsError as error:
-                wait.failed(error)
-                event = None
-            if event is None and (event := wait.timed_out()) is not None:
-                await self._cancel(hook, client)
-            if event is not None:
+                answer = error
+            if (event := wait.after_poll(answer)) is not None:
+                if event["status"] == "timeout":
+                    await self._cancel(hook, client)
                 return event
             await asyncio.sleep(wait.pause())
 
