@@ -81,6 +81,22 @@ def airflow_major_version(python: str | None = None) -> int:
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "pipelines"
 
+#: Broken on purpose, for the suites' "one broken pipeline hides no other" checks: a typo'd key,
+#: which the loader reports as BROKEN_ERROR (line 8, column 5) under the file's import error.
+BROKEN_DAG_ID = "e2e_broken_pipeline"
+BROKEN_PIPELINE = f"""\
+# A pipeline with a typo: `mesages` instead of `messages`.
+dag_id: {BROKEN_DAG_ID}
+start_date: 2024-01-01
+steps:
+  ask:
+    type: chat
+    model: Meta-Llama-3_3-70B-Instruct
+    mesages:
+      - {{role: user, content: hello}}
+"""
+BROKEN_ERROR = "broken_pipeline.yaml:8:5: error: unknown key 'mesages' in step 'ask'"
+
 
 def example_dag_ids() -> dict[str, str]:
     """dag_id → file name of each example pipeline, read from its top-level `dag_id:` line (no YAML

@@ -46,7 +46,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,14 +153,39 @@ def _tail(path: Path, lines: int = 60) -> str:
     return AirflowServices._tail(path, lines)
 
 
-def _wait_port(host: str, port: int, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
+def _start_server(argv: list[str], log_path: Path, cwd: Path, user: str | None = None) -> subprocess.Popen[bytes]:
+    """A server in its own session (so that its children can be signalled together), output to `log_path`."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            argv,
+            user=user,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes],
+    name: str,
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    every: float,
+    log_tail: Callable[[], str],
+) -> None:
+    """Until `ready()`; ServiceError if `process` exits first or `timeout` passes."""
+    end = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise ServiceError(f"{name} exited with {process.returncode}\n" + log_tail())
+        if ready():
+            return
+        if time.monotonic() > end:
+            raise ServiceError(f"{name} not ready after {timeout:.0f}s\n" + log_tail())
+        time.sleep(every)
 
 
 class PostgresServer:
@@ -230,52 +255,39 @@ class PostgresServer:
             timeout=120,
         )
         self.timings["initdb_s"] = time.monotonic() - t0
-        log = open(self.log_path, "ab")
-        try:
-            self.process = subprocess.Popen(
-                [
-                    str(self.bindir / "postgres"),
-                    "-D",
-                    str(self.data),
-                    "-p",
-                    str(self.port),
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    f"unix_socket_directories={self.root}",
-                    "-c",
-                    "max_connections=200",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                ],
-                user=self.os_user,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.root,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        end = time.monotonic() + self.startup_timeout
-        while True:
-            if self.process.poll() is not None:
-                raise ServiceError(f"postgres exited with {self.process.returncode}\n" + self.log_tail())
-            ready = subprocess.run(
-                [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER],
-                capture_output=True,
-                timeout=10,
-                check=False,
-            )
-            if ready.returncode == 0:
-                break
-            if time.monotonic() > end:
-                raise ServiceError(f"postgres not ready after {self.startup_timeout:.0f}s\n" + self.log_tail())
-            time.sleep(0.2)
+        self.process = _start_server(
+            [
+                str(self.bindir / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={self.root}",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            self.log_path,
+            self.root,
+            user=self.os_user,
+        )
+        pg_isready = [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER]
+        _wait_ready(
+            self.process,
+            "postgres",
+            lambda: subprocess.run(pg_isready, capture_output=True, timeout=10, check=False).returncode == 0,
+            timeout=self.startup_timeout,
+            every=0.2,
+            log_tail=self.log_tail,
+        )
         self._run(
             [str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER, PG_DB],
             timeout=60,
@@ -324,43 +336,31 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.root.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        try:
-            self.process = subprocess.Popen(
-                [
-                    self.binary,
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.root),
-                    "--daemonize",
-                    "no",
-                    "--protected-mode",
-                    "yes",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.root,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        end = time.monotonic() + self.startup_timeout
-        while True:
-            if self.process.poll() is not None:
-                raise ServiceError(f"redis-server exited with {self.process.returncode}\n" + self.log_tail())
-            if self.ping():
-                return self
-            if time.monotonic() > end:
-                raise ServiceError(f"redis not answering PING after {self.startup_timeout:.0f}s\n" + self.log_tail())
-            time.sleep(0.1)
+        self.process = _start_server(
+            [
+                self.binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.root),
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+            ],
+            self.log_path,
+            self.root,
+        )
+        _wait_ready(
+            self.process, "redis-server", self.ping, timeout=self.startup_timeout, every=0.1, log_tail=self.log_tail
+        )
+        return self
 
     def ping(self) -> bool:
         try:

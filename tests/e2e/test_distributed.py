@@ -41,7 +41,16 @@ from typing import Any
 
 import pytest
 
-from e2e.airflow_services import AirflowServices, Deadline, ServiceError, copy_examples, example_dag_ids
+from e2e.airflow_services import (
+    BROKEN_DAG_ID,
+    BROKEN_ERROR,
+    BROKEN_PIPELINE,
+    AirflowServices,
+    Deadline,
+    ServiceError,
+    copy_examples,
+    example_dag_ids,
+)
 from e2e.distributed_services import (
     DistributedAirflow,
     WorkerHost,
@@ -60,19 +69,6 @@ BUDGET = 600  # seconds for the whole test; it takes ~3 min on 2 cores
 LLM_DELAY = 1.0  # llmock holds every answer this long: a burst of tasks overlaps, so both workers take some
 BURST = 4  # runs of the changed pipeline triggered at once: more than one worker's concurrency (2)
 CHANGED_DAG_ID = "e2e_gen_007"
-
-BROKEN_PIPELINE = """\
-# A pipeline with a typo: `mesages` instead of `messages`.
-dag_id: e2e_dist_broken
-start_date: 2024-01-01
-steps:
-  ask:
-    type: chat
-    model: Meta-Llama-3_3-70B-Instruct
-    mesages:
-      - {role: user, content: hello}
-"""
-BROKEN_ERROR = "broken_pipeline.yaml:8:5: error: unknown key 'mesages' in step 'ask'"
 
 
 def _dag_source(root: Path) -> Path:
@@ -172,7 +168,7 @@ def _scenario(
     assert BROKEN_ERROR in by_file["broken_pipeline.yaml"]["stack_trace"], by_file["broken_pipeline.yaml"]
     assert "ovh_pipelines.py" not in by_file, f"the loader file itself failed: {by_file['ovh_pipelines.py']}"
     assert set(by_file) == {"broken_pipeline.yaml"}, sorted(by_file)
-    assert "e2e_dist_broken" not in listed
+    assert BROKEN_DAG_ID not in listed
     assert not [d for d in generated | set(examples) if listed[d].get("has_import_errors")]
     control_entries = _cache_entries(dist.control_cache_dir)
     assert len(control_entries) >= N_GENERATED + len(examples), len(control_entries)

@@ -34,7 +34,15 @@ from typing import Any
 
 import pytest
 
-from e2e.airflow_services import AirflowServices, Deadline, copy_examples, example_dag_ids
+from e2e.airflow_services import (
+    BROKEN_DAG_ID,
+    BROKEN_ERROR,
+    BROKEN_PIPELINE,
+    AirflowServices,
+    Deadline,
+    copy_examples,
+    example_dag_ids,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -43,19 +51,6 @@ CONN_ID = "ovh_ai_endpoints_default"
 LLM_MODEL_VAR = "Mistral-Nemo-Instruct-2407"  # the Airflow Variable `llm_model`, set via env
 REPORT_DATE = datetime(2024, 6, 1, tzinfo=timezone.utc)
 
-#: Broken on purpose: a typo'd key. The spec reports it at line 8, column 5.
-BROKEN_PIPELINE = """\
-# A pipeline with a typo: `mesages` instead of `messages`.
-dag_id: e2e_broken_pipeline
-start_date: 2024-01-01
-steps:
-  ask:
-    type: chat
-    model: Meta-Llama-3_3-70B-Instruct
-    mesages:
-      - {role: user, content: hello}
-"""
-BROKEN_ERROR = "broken_pipeline.yaml:8:5: error: unknown key 'mesages' in step 'ask'"
 STARTUP_BUDGET = 120  # db migrate + services healthy, once per module
 
 #: Issue 9's "50-item fan-out run end to end": a typed array param of 50 items, a chat step mapped
@@ -159,7 +154,7 @@ def _scenario(services: AirflowServices, llmock: Any, deadline: Deadline, expect
     assert BROKEN_ERROR in by_file["broken_pipeline.yaml"]["stack_trace"], by_file
     assert "did you mean 'messages'" in by_file["broken_pipeline.yaml"]["stack_trace"]
     assert "ovh_pipelines.py" not in by_file, f"the loader file itself failed: {by_file['ovh_pipelines.py']}"
-    assert "e2e_broken_pipeline" not in listed
+    assert BROKEN_DAG_ID not in listed
     for dag_id in expected:
         assert not listed[dag_id].get("has_import_errors"), listed[dag_id]
         details = api.dag_details(dag_id)
