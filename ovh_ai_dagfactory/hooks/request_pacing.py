@@ -23,8 +23,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, Protocol
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
 
 RESUME_SPACING = 0.1  # seconds between starts after a 429 when no requests_per_minute is set
 
@@ -38,7 +38,7 @@ class PacingState(Protocol):
 
     clock: Callable[[], float]
 
-    def locked(self) -> Any: ...
+    def locked(self) -> AbstractContextManager[list[float]]: ...
 
 
 class ProcessState:
