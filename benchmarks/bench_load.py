@@ -224,7 +224,14 @@ def median_probe(code: str, *args: str, env: dict[str, str], repeat: int, before
 
 
 def airflow_env(home: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW_", "_AIRFLOW"))}
+    # PYTHONDONTWRITEBYTECODE dropped: in production the DAG files' and our modules' bytecode is cached
+    # (pip compiles site-packages; the DAG processor writes __pycache__), so each figure should not
+    # include compiling them (a shell that sets it made every fresh process compile everything).
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AIRFLOW_", "_AIRFLOW")) and key != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(
         {
             "AIRFLOW_HOME": str(home),
