@@ -176,10 +176,21 @@ def _dataclass(cls: type) -> tuple[Encoder, Decoder, frozenset[str]]:
     # Rebuilt as pickle did, without calling __init__: the values were validated when first built.
     rebuild_by_dict = not hasattr(cls, "__slots__")
 
+    # Encoding is the cold path (every changed file): plain fields are checked inline as well.
+    encode_plan = [(name, *_fast_encoder(hints[name], encode_field)) for name, encode_field, _ in fields]
+
     def encode_object(value: Any) -> dict[str, Any]:
         if type(value) is not cls:
             raise Unstorable(f"expected {cls.__name__}, got {type(value).__name__}")
-        return {name: encode_field(getattr(value, name)) for name, encode_field, _ in fields}
+        encoded = {}
+        for name, plain_types, encode_field in encode_plan:
+            item = getattr(value, name)
+            if plain_types is None:
+                item = encode_field(item)
+            elif type(item) not in plain_types:
+                raise Unstorable(f"{cls.__name__}.{name}: {type(item).__name__} cannot be stored here")
+            encoded[name] = item
+        return encoded
 
     def decode_object(data: Any) -> Any:
         if type(data) is not dict or len(data) != count:
@@ -206,13 +217,8 @@ def _fast_decoder(annotation: Any, decode_field: Decoder) -> tuple[tuple[type, .
     plain = _plain_types(annotation)
     if plain is not None:
         return plain, decode_field
-    members = typing.get_args(annotation)
-    if (
-        (typing.get_origin(annotation) is typing.Union or type(annotation).__name__ == "UnionType")
-        and len(members) == 2
-        and type(None) in members
-    ):
-        [inner] = [member for member in members if member is not type(None)]
+    inner = _optional_of(annotation)
+    if inner is not None:
         decode_inner = _codec(inner)[1]
 
         def decode_optional(data: Any) -> Any:
@@ -222,13 +228,39 @@ def _fast_decoder(annotation: Any, decode_field: Decoder) -> tuple[tuple[type, .
     return None, decode_field
 
 
+def _fast_encoder(annotation: Any, encode_field: Encoder) -> tuple[tuple[type, ...] | None, Encoder]:
+    """`_fast_decoder`'s twin for encoding: plain JSON types checked inline, `X | None` unwrapped."""
+    plain = _plain_types(annotation)
+    if plain is not None:
+        return plain, encode_field
+    inner = _optional_of(annotation)
+    if inner is None:
+        return None, encode_field
+    encode_inner = _codec(inner)[0]
+
+    def encode_optional(value: Any) -> Any:
+        return None if value is None else encode_inner(value)
+
+    return None, encode_optional
+
+
+def _optional_of(annotation: Any) -> Any:
+    """X for `X | None` (Optional[X]), else None."""
+    members = typing.get_args(annotation)
+    if _is_union(annotation) and len(members) == 2 and type(None) in members:
+        return next(member for member in members if member is not type(None))
+    return None
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is typing.Union or type(annotation).__name__ == "UnionType"
+
+
 def _plain_types(annotation: Any) -> tuple[type, ...] | None:
     if annotation in _SCALARS:
         return _SCALARS[annotation]
     members = typing.get_args(annotation)
-    if (typing.get_origin(annotation) is typing.Union or type(annotation).__name__ == "UnionType") and all(
-        member in _SCALARS for member in members
-    ):
+    if _is_union(annotation) and all(member in _SCALARS for member in members):
         return tuple(kind for member in members for kind in _SCALARS[member])
     return None
 
@@ -242,11 +274,13 @@ def _union(members: tuple[Any, ...]) -> tuple[Encoder, Decoder, frozenset[str]]:
     decoders: dict[str, Decoder] = {}
     for kind, candidates in by_kind.items():
         decoders[kind] = candidates[0][1] if len(candidates) == 1 else _discriminated([m for m, _ in candidates])
-    encoders = [(member, encode_member) for member, encode_member, _, _ in codecs]
+    # The first member the value may be (`_member_test`), tested without typing calls per value.
+    encoders = [(*_member_test(member), encode_member) for member, encode_member, _, _ in codecs]
 
     def encode_union(value: Any) -> Any:
-        for member, encode_member in encoders:
-            if _may_be(value, member):
+        kind = type(value)
+        for literals, types, encode_member in encoders:
+            if (kind in types) if literals is None else (value in literals):
                 return encode_member(value)
         raise Unstorable(f"{type(value).__name__} is none of {members}")
 
@@ -259,13 +293,25 @@ def _union(members: tuple[Any, ...]) -> tuple[Encoder, Decoder, frozenset[str]]:
     return encode_union, decode_union, frozenset(by_kind)
 
 
-def _may_be(value: Any, member: Any) -> bool:
+class _AnyType(frozenset):  # type: ignore[type-arg]
+    """Contains every type: the test of an `object` / `Any` member."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def _member_test(member: Any) -> tuple[tuple[Any, ...] | None, Any]:
+    """(the Literal's values, None) or (None, the exact types a value of `member` may have): a
+    value may be a member when its type is the member's origin (float: or int), any value may be
+    `object` / `Any`, and a Literal holds its values."""
     origin = typing.get_origin(member) or member
     if origin is typing.Literal:
-        return value in typing.get_args(member)
+        return typing.get_args(member), frozenset()
     if member is float:
-        return type(value) in (float, int)
-    return member in (object, Any) or type(value) is origin
+        return None, frozenset({float, int})
+    if member in (object, Any):
+        return None, _AnyType()
+    return None, frozenset({origin})
 
 
 def _discriminated(members: list[Any]) -> Decoder:
