@@ -53,6 +53,26 @@ _MERGE = "tag:yaml.org,2002:merge"
 class SafePipelineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
     """The C safe loader, used only to compose nodes; construction is ours (see module doc)."""
 
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        # The C composer calls this Python method for every scalar (a third of a valid file's YAML
+        # time). The tag of a scalar depends only on its text and on whether it was quoted (no path
+        # resolvers are registered), and pipelines repeat their keys and values, so tags are kept.
+        if kind is not ScalarNode or len(value) > _MAX_RESOLVED_LENGTH:  # long texts rarely repeat
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = _RESOLVED_TAGS.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(_RESOLVED_TAGS) >= _MAX_RESOLVED_TAGS:
+                _RESOLVED_TAGS.clear()  # bounded: a folder of long unique prompts cannot grow it
+            _RESOLVED_TAGS[key] = tag
+        return tag
+
+
+_RESOLVED_TAGS: dict[tuple[str, tuple[bool, bool]], str] = {}
+_MAX_RESOLVED_TAGS = 4096
+_MAX_RESOLVED_LENGTH = 200
+
 
 class YamlProblem(Exception):
     """A problem in the YAML itself, at a 0-based node mark; turned into a PipelineError by `load`."""
