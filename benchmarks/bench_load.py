@@ -3,6 +3,7 @@ and the 10,000-pipeline scale check. Every ratio is between numbers measured in 
 
     python benchmarks/bench_load.py                 # P1 (500 × 10 steps), P2, P5
     python benchmarks/bench_load.py --scale 10000   # also 10,000 pipelines: one loader vs shards
+    python benchmarks/bench_load.py --only p1 --count 200 --baseline ../main-before   # before/after
 
 P1 compares Airflow's own DagBag over three DAG folders holding the same 500 DAGs of 10 chat
 tasks: our loader file + 500 pipeline YAML files; 500 hand-written Python DAG files using our
@@ -206,7 +207,12 @@ print(json.dumps({"seconds": seconds, "openai": "openai" in sys.modules, "added"
 
 
 def probe(code: str, *args: str, env: dict[str, str]) -> dict:
-    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=False)
+    # Run in the benchmark's own folder: `python -c` puts the working directory first on sys.path, and
+    # from a checkout that would shadow the ovh-ai-dagfactory chosen by PYTHONPATH (--baseline).
+    where = Path(env["AIRFLOW_HOME"]).parent
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, cwd=where, capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise SystemExit(f"probe failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -249,31 +255,41 @@ def per_dag(result: dict, count: int) -> str:
 
 
 # ---------------------------------------------------------------- the benchmarks
-def p1(work: Path, env: dict[str, str], count: int, repeat: int) -> None:
+def p1(work: Path, env: dict[str, str], count: int, repeat: int, baseline: Path | None, dagfactory: bool) -> None:
     import importlib.util
 
     print(
         f"P1: {count} pipelines × {STEPS} chat steps, Airflow DagBag over each folder "
         f"(fresh process per figure; {repeat} interleaved rounds, medians)"
     )
-    cache = work / "p1-cache"
-    folders = {"python": make_python(work / "p1-python", count), "warm": make_ours(work / "p1-ours", count, cache)}
-    folders["cold"] = folders["warm"]
-    if importlib.util.find_spec("dagfactory") is not None:
-        folders["dag-factory"] = make_dagfactory(work / "p1-dagfactory", count)
-    else:
+    # name → (folder, the cache to empty first for a cold figure or None, the probe's environment)
+    variants: dict[str, tuple[Path, Path | None, dict[str, str]]] = {}
+    variants["python"] = (make_python(work / "p1-python", count), None, env)
+    trees = {"": env}
+    if baseline is not None:  # the same figures for another checkout of ours (e.g. main before a change)
+        trees[" (baseline)"] = {**env, "PYTHONPATH": str(baseline)}
+    for suffix, tree_env in trees.items():
+        cache = work / f"p1-cache{len(suffix)}"
+        ours = make_ours(work / f"p1-ours{len(suffix)}", count, cache)
+        variants["warm" + suffix] = (ours, None, tree_env)
+        variants["cold" + suffix] = (ours, cache, tree_env)
+    if dagfactory and importlib.util.find_spec("dagfactory") is not None:
+        variants["dag-factory"] = (make_dagfactory(work / "p1-dagfactory", count), None, env)
+    elif dagfactory:
         print("  dag-factory not installed (pip install dag-factory, the `bench` extra): skipped")
-    probe(DAGBAG_PROBE, str(folders["python"]), env=env)  # compile once: bytecode cached, as in production
-    probe(DAGBAG_PROBE, str(folders["warm"]), env=env)  # fill the validation cache
+    for folder, _, variant_env in variants.values():
+        probe(DAGBAG_PROBE, str(folder), env=variant_env)  # compile once (bytecode cached), fill the caches
     # Rounds interleave the variants so that load from other processes hits them all alike.
     rounds: list[dict[str, dict]] = []
     for _ in range(repeat):
         results = {}
-        for name, folder in folders.items():
-            if name == "cold":
-                shutil.rmtree(cache, ignore_errors=True)
-            results[name] = probe(DAGBAG_PROBE, str(folder), env=env)
-        probe(DAGBAG_PROBE, str(folders["warm"]), env=env)  # refill the cache for the next warm figure
+        for name, (folder, cold_cache, variant_env) in variants.items():
+            if cold_cache is not None:
+                shutil.rmtree(cold_cache, ignore_errors=True)
+            results[name] = probe(DAGBAG_PROBE, str(folder), env=variant_env)
+        for folder, cold_cache, variant_env in variants.values():
+            if cold_cache is not None:  # refill the cache for the next warm figure
+                probe(DAGBAG_PROBE, str(folder), env=variant_env)
         rounds.append(results)
 
     def seconds(name: str) -> float:
@@ -282,20 +298,17 @@ def p1(work: Path, env: dict[str, str], count: int, repeat: int) -> None:
     def ratio(name: str, other: str) -> float:
         return statistics.median(result[name]["seconds"] / result[other]["seconds"] for result in rounds)
 
-    labels = {
-        "python": "hand-written Python",
-        "warm": "ovh loader, warm cache",
-        "cold": "ovh loader, cold cache",
-        "dag-factory": "dag-factory",
-    }
-    for name in folders:
+    labels = {"python": "hand-written Python", "warm": "ovh loader, warm cache", "cold": "ovh loader, cold cache"}
+    for name in variants:
+        base, _, suffix = name.partition(" ")
         result = dict(rounds[0][name], seconds=seconds(name))
-        print(f"  {labels[name]:24} {per_dag(result, count)}")
+        print(f"  {labels.get(base, base) + (' ' + suffix if suffix else ''):35} {per_dag(result, count)}")
         if result["dags"] != count or result["errors"]:
             print(f"  WARNING: {name}: {result['dags']} DAGs, {result['errors']} import errors")
-    print(f"  ratio ovh warm / Python      {ratio('warm', 'python'):.2f}×   (target ≤ 1.0×)")
-    print(f"  ratio ovh cold / Python      {ratio('cold', 'python'):.2f}×")
-    if "dag-factory" in folders:
+    for suffix in trees:
+        print(f"  ratio ovh warm{suffix} / Python      {ratio('warm' + suffix, 'python'):.2f}×   (target ≤ 0.9×)")
+        print(f"  ratio ovh cold{suffix} / Python      {ratio('cold' + suffix, 'python'):.2f}×   (target ≤ 1.0×)")
+    if "dag-factory" in variants:
         print(f"  ratio ovh warm / dag-factory {ratio('warm', 'dag-factory'):.2f}×   (target ≤ 0.2×)")
         print(f"  ratio ovh cold / dag-factory {ratio('cold', 'dag-factory'):.2f}×")
 
@@ -348,6 +361,12 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=0, help="also run the scale check with this many pipelines")
     parser.add_argument("--shards", type=int, default=4, help="loader files for the scale check (default 4)")
     parser.add_argument("--only", choices=("p1", "p2", "p5", "scale"), help="run one part")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="P1 also for this checkout of ovh-ai-dagfactory (e.g. a git worktree of main), in the same rounds",
+    )
+    parser.add_argument("--no-dagfactory", action="store_true", help="P1 without dag-factory (faster)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ovh-bench-load-"))
     try:
@@ -360,7 +379,7 @@ def main() -> None:
         if args.only in (None, "p2"):
             p2(work, env, args.repeat)
         if args.only in (None, "p1"):
-            p1(work, env, args.count, args.repeat)
+            p1(work, env, args.count, args.repeat, args.baseline, not args.no_dagfactory)
         if args.scale and args.only in (None, "scale"):
             scale(work, env, args.scale, args.shards)
     finally:

@@ -30,11 +30,14 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
 from ovh_ai_dagfactory.factory import cache_codec as codec
+from ovh_ai_dagfactory.factory.cache_files import BackgroundWrites, write_atomically
 from ovh_ai_dagfactory.factory.pipeline_files import shard_key
 from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
 from ovh_ai_dagfactory.spec.model import Pipeline
@@ -78,6 +81,27 @@ class SpecCache:
         self.hits = 0
         self.misses = 0
         self._touched: dict[Path, set[str]] = {}  # entry folder → entry names used by this load
+        self._background: BackgroundWrites | None = None
+
+    @contextmanager
+    def writing_behind(self) -> Iterator[None]:
+        """Entries written by a writer thread while the caller goes on (`cache_files` says why),
+        all of them on disk when the block ends."""
+        if self.directory is None or self._background is not None:
+            yield
+            return
+        self._background = BackgroundWrites()
+        try:
+            yield
+        finally:
+            background, self._background = self._background, None
+            background.close()
+
+    def _write_file(self, entry: Path, data: bytes) -> None:
+        if self._background is not None:
+            self._background.write(entry, data)
+        else:
+            write_atomically(entry, data)
 
     @classmethod
     def default(cls, cache_dir: str | os.PathLike[str] | bool | None = None) -> SpecCache:
@@ -164,7 +188,7 @@ class SpecCache:
         except codec.Unstorable as exc:  # e.g. a value JSON cannot hold exactly: correct, just not cached
             log.debug("pipeline cache: %s not cached: %s", path, exc)
             return
-        _write_atomically(entry, data)
+        self._write_file(entry, data)
 
     def prune(self, folder: str | os.PathLike[str], shard: int | None = None, shards: int | None = None) -> int:
         """After a full load of `folder` (or of one shard of it): delete the entries of this folder
@@ -204,7 +228,7 @@ class SpecCache:
                 return
         except OSError:
             pass
-        _write_atomically(entry, os.fsencode(path))
+        self._write_file(entry, os.fsencode(path))
 
     def recall_dag_file(self, folder: str, dag_id: str) -> str | None:
         if self.directory is None:
@@ -252,27 +276,6 @@ def _validate(raw: bytes, path: str) -> Outcome:
         return parse_pipeline_bytes(raw, path)
     except PipelineInvalid as invalid:
         return tuple(invalid.errors)
-
-
-def _write_atomically(entry: Path, data: bytes) -> None:
-    """Write aside, then rename (parsing runs in several processes at once; rename is atomic on
-    POSIX). Whatever fails — a full disk, a timeout signal mid-write — leaves no temporary file."""
-    temporary: str | None = None
-    try:
-        entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, entry)
-        temporary = None
-    except OSError as exc:
-        log.debug("pipeline cache: cannot write %s: %s", entry, exc)
-    finally:
-        if temporary is not None:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
 
 
 def _in_shard(key: str, shard: int | None, shards: int | None) -> bool:

@@ -124,15 +124,16 @@ def _load(
         files = [
             path for path in pipeline_files_in(pipelines_folder) if in_shard(path, pipelines_folder, shard, shards)
         ]
-        parsed = [cache.parse(path, pipelines_folder) for path in files]
-        _reject_duplicate_dag_ids(parsed, result)
-        for item in parsed:
-            if item.pipeline is not None and item.path not in result.rejected:
-                builder.build(item.pipeline, item.path)
-            elif item.errors:
-                result.rejected[item.path] = item.errors
-            if item.pipeline is not None and not item.cached:
-                _index_dag_file(cache, pipelines_folder, item)
+        with cache.writing_behind():  # new entries are written while the next files are read and built
+            parsed = [cache.parse(path, pipelines_folder) for path in files]
+            _reject_duplicate_dag_ids(parsed, result)
+            for item in parsed:
+                if item.pipeline is not None and item.path not in result.rejected:
+                    builder.build(item.pipeline, item.path)
+                elif item.errors:
+                    result.rejected[item.path] = item.errors
+                if item.pipeline is not None and not item.cached:
+                    _index_dag_file(cache, pipelines_folder, item)
         cache.prune(pipelines_folder, shard, shards)
         for path, errors in result.rejected.items():
             log.warning("pipeline rejected: %s\n%s", path, format_errors(errors))

@@ -117,7 +117,7 @@ def templated_values(cls: type, raw: Any, base: tuple[str | int, ...]) -> Iterat
     `templated` fields and those of the declared objects it holds (message contents)."""
     if not isinstance(raw, dict):
         return
-    for item in declared_fields(cls):
+    for item in template_fields(cls):
         value = raw.get(item.name)
         declared = item.declared
         if declared.nested is not None and isinstance(value, list):
@@ -132,6 +132,19 @@ def templated_values(cls: type, raw: Any, base: tuple[str | int, ...]) -> Iterat
 
 
 _DECLARED_FIELDS: dict[type, tuple[DeclaredField, ...]] = {}
+_TEMPLATE_FIELDS: dict[type, tuple[DeclaredField, ...]] = {}
+
+
+def template_fields(cls: type) -> tuple[DeclaredField, ...]:
+    """The declared fields of `cls` that are templated or hold declared objects: the only ones the
+    template walks (`templated_values`, `model.templated_strings`) look at, for every step of every
+    file; cached per class like `declared_fields`."""
+    cached = _TEMPLATE_FIELDS.get(cls)
+    if cached is None:
+        cached = _TEMPLATE_FIELDS[cls] = tuple(
+            item for item in declared_fields(cls) if item.declared.templated or item.declared.nested is not None
+        )
+    return cached
 
 
 def declared_fields(cls: type) -> tuple[DeclaredField, ...]:

@@ -30,12 +30,12 @@ from ovh_ai_dagfactory.spec.declare import (
     STRING,
     Declared,
     Shape,
-    declared_fields,
     enum,
     integer,
     number,
     one_or_list,
     plain_value,
+    template_fields,
 )
 from ovh_ai_dagfactory.spec.output_schema import load_output_schema
 from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DAG_ID, DATE, DURATION, PARAMS, RATE, SCHEDULE, TAGS
@@ -291,7 +291,7 @@ STEP_CLASSES: dict[str, type[ChatStep] | type[EmbeddingStep]] = {"chat": ChatSte
 def templated_strings(value: Any) -> Iterator[str]:
     """The strings Jinja renders at run time in a spec object: its `templated` fields, and those of the
     declared objects it holds (message contents). The typed twin of `declare.templated_values`."""
-    for item in declared_fields(type(value)):
+    for item in template_fields(type(value)):
         attribute = getattr(getattr(value, item.group) if item.group else value, item.name)
         for part in attribute if isinstance(attribute, tuple) else (attribute,):
             if isinstance(part, str) and item.declared.templated:

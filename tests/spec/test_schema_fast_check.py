@@ -24,3 +24,24 @@ def test_fast_check_refuses_constraints_beside_a_ref() -> None:
 
 def test_property_names_are_not_mistaken_for_keywords() -> None:
     assert _fast_check_supports({"properties": {"unevaluatedProperties": {"type": "string"}}})
+
+
+def test_the_shipped_fast_check_is_the_one_compiled_from_the_schema() -> None:
+    # The loader and `validate` use the generated module; spec.generate --check (test_generated)
+    # keeps its text current, and here it answers as the schema compiled at run time does.
+    import fastjsonschema
+
+    from ovh_ai_dagfactory.spec import generated_fast_check
+
+    compiled = fastjsonschema.compile(pipeline_schema(), use_default=False, use_formats=False)
+    valid = {"steps": {"a": {"type": "chat", "model": "m", "messages": [{"role": "user", "content": "hi"}]}}}
+    invalid = {"steps": {"a": {"type": "chat", "model": "m", "messages": [{"role": "robot", "content": "hi"}]}}}
+    for data, ok in ((valid, True), (invalid, False)):
+        for check in (generated_fast_check.check, compiled):
+            try:
+                check(data)
+                answered = True
+            except fastjsonschema.JsonSchemaValueException:
+                answered = False
+            assert answered is ok, (check, data)
+    assert _fast_check() is not None and _fast_check()(valid) and not _fast_check()(invalid)
