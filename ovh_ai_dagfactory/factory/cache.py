@@ -24,20 +24,18 @@ any entry and without touching the entries of other shards or other folders shar
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
 from ovh_ai_dagfactory.factory import cache_codec as codec
-from ovh_ai_dagfactory.factory.cache_files import BackgroundWrites, write_atomically
 from ovh_ai_dagfactory.factory.pipeline_files import shard_key
 from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
 from ovh_ai_dagfactory.spec.model import Pipeline
@@ -81,27 +79,6 @@ class SpecCache:
         self.hits = 0
         self.misses = 0
         self._touched: dict[Path, set[str]] = {}  # entry folder → entry names used by this load
-        self._background: BackgroundWrites | None = None
-
-    @contextmanager
-    def writing_behind(self) -> Iterator[None]:
-        """Entries written by a writer thread while the caller goes on (`cache_files` says why),
-        all of them on disk when the block ends."""
-        if self.directory is None or self._background is not None:
-            yield
-            return
-        self._background = BackgroundWrites()
-        try:
-            yield
-        finally:
-            background, self._background = self._background, None
-            background.close()
-
-    def _write_file(self, entry: Path, data: bytes) -> None:
-        if self._background is not None:
-            self._background.write(entry, data)
-        else:
-            write_atomically(entry, data)
 
     @classmethod
     def default(cls, cache_dir: str | os.PathLike[str] | bool | None = None) -> SpecCache:
@@ -188,7 +165,7 @@ class SpecCache:
         except codec.Unstorable as exc:  # e.g. a value JSON cannot hold exactly: correct, just not cached
             log.debug("pipeline cache: %s not cached: %s", path, exc)
             return
-        self._write_file(entry, data)
+        _write_atomically(entry, data)
 
     def prune(self, folder: str | os.PathLike[str], shard: int | None = None, shards: int | None = None) -> int:
         """After a full load of `folder` (or of one shard of it): delete the entries of this folder
@@ -228,7 +205,7 @@ class SpecCache:
                 return
         except OSError:
             pass
-        self._write_file(entry, os.fsencode(path))
+        _write_atomically(entry, os.fsencode(path))
 
     def recall_dag_file(self, folder: str, dag_id: str) -> str | None:
         if self.directory is None:
@@ -276,6 +253,46 @@ def _validate(raw: bytes, path: str) -> Outcome:
         return parse_pipeline_bytes(raw, path)
     except PipelineInvalid as invalid:
         return tuple(invalid.errors)
+
+
+def _write_atomically(entry: Path, data: bytes) -> None:
+    """Write aside, then rename (parsing runs in several processes at once; rename is atomic on
+    POSIX). Whatever fails — a full disk, a timeout signal mid-write — leaves no temporary file.
+
+    A cold load writes one entry per pipeline file, so this is kept to four system calls (create,
+    write, close, rename): the folder is made once per process, and the temporary name is unique
+    by process, token and counter (created exclusively) instead of mkstemp's random retries. File
+    creation dominates a cold load's I/O (measured 0.55-0.65 ms per entry before, on a VM disk)."""
+    temporary: str | None = None
+    try:
+        folder = str(entry.parent)
+        if folder not in _FOLDERS_MADE:
+            entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _FOLDERS_MADE.add(folder)
+        temporary = f"{entry}.{os.getpid()}-{_TEMPORARY_TOKEN}-{next(_TEMPORARY_NUMBERS)}.tmp"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            view = memoryview(data)
+            while view:  # a regular file takes it in one write; a short write is finished, not lost
+                view = view[os.write(descriptor, view) :]
+        finally:
+            os.close(descriptor)
+        os.replace(temporary, entry)
+        temporary = None
+    except OSError as exc:
+        _FOLDERS_MADE.discard(str(entry.parent))  # removed meanwhile, say: made again next time
+        log.debug("pipeline cache: cannot write %s: %s", entry, exc)
+    finally:
+        if temporary is not None:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+
+
+_FOLDERS_MADE: set[str] = set()
+_TEMPORARY_NUMBERS = itertools.count()
+_TEMPORARY_TOKEN = os.urandom(4).hex()  # with the pid: a reused pid never meets an old temporary file
 
 
 def _in_shard(key: str, shard: int | None, shards: int | None) -> bool:

