@@ -40,17 +40,38 @@ def _declared_arguments(spec_object: Any) -> tuple[dict[str, Any], dict[str, Any
     """(arguments, request parameters) of the declared fields of `spec_object` that are set."""
     arguments: dict[str, Any] = {}
     request: dict[str, Any] = {}
-    for item in declared_fields(type(spec_object)):
-        owner = getattr(spec_object, item.group) if item.group else spec_object
-        value = getattr(owner, item.name)
-        target = item.declared.argument
-        if target is None or (value is None and item.name not in _ALWAYS):
+    for group, name, key, to_request, always in _argument_plan(type(spec_object)):
+        value = getattr(getattr(spec_object, group) if group else spec_object, name)
+        if value is None and not always:
             continue
-        if target == REQUEST:
-            request[item.name] = plain_value(value)
-        else:
-            arguments[item.name if target == SAME else target] = plain_value(value)
+        if type(value) not in _PLAIN:  # tuples, declared objects: as plain data
+            value = plain_value(value)
+        (request if to_request else arguments)[key] = value
     return arguments, request
+
+
+def _argument_plan(cls: type) -> tuple[tuple[str | None, str, str, bool, bool], ...]:
+    """(group, field, argument or request key, is a request parameter, passed even when None) for
+    each declared field of `cls` that becomes an argument; read from the declarations once per
+    class, since every step of every pipeline is mapped on each DAG-folder parse."""
+    plan = _ARGUMENT_PLANS.get(cls)
+    if plan is None:
+        plan = _ARGUMENT_PLANS[cls] = tuple(
+            (
+                item.group,
+                item.name,
+                item.name if item.declared.argument in (SAME, REQUEST) else item.declared.argument,
+                item.declared.argument == REQUEST,
+                item.name in _ALWAYS,
+            )
+            for item in declared_fields(cls)
+            if item.declared.argument is not None
+        )
+    return plan
+
+
+_ARGUMENT_PLANS: dict[type, tuple[tuple[str | None, str, str, bool, bool], ...]] = {}
+_PLAIN = (str, int, float, bool)
 
 
 def dag_arguments(
