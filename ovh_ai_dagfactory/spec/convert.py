@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ovh_ai_dagfactory.spec.checks import default_dag_id
-from ovh_ai_dagfactory.spec.declare import Declared, declared_fields, group_class
+from ovh_ai_dagfactory.spec.declare import Declared, DeclaredField, declared_fields, group_class
 from ovh_ai_dagfactory.spec.model import STEP_CLASSES, Pipeline, Position, Step
 from ovh_ai_dagfactory.spec.yaml_loader import PositionIndex
 
@@ -41,10 +41,12 @@ def values_of(cls: type, raw: dict[str, Any], source_file: str) -> dict[str, Any
     """Keyword arguments of `cls` for the declared fields written in `raw` (groups built in place)."""
     values: dict[str, Any] = {}
     groups: dict[str, dict[str, Any]] = {}
-    for item in declared_fields(cls):
-        if item.name not in raw:
-            continue
-        value = converted(item.declared, raw[item.name], source_file)
+    fields = _fields_by_name(cls)
+    for name, raw_value in raw.items():  # a step writes a few of its many fields: walk what is written
+        item = fields.get(name)
+        if item is None:
+            continue  # `type`, keys of other kinds in merged defaults: the checks had their say
+        value = converted(item.declared, raw_value, source_file)
         if item.group is None:
             values[item.name] = value
         else:
@@ -52,6 +54,17 @@ def values_of(cls: type, raw: dict[str, Any], source_file: str) -> dict[str, Any
     for name, group_values in groups.items():
         values[name] = group_class(cls, name)(**group_values)
     return values
+
+
+def _fields_by_name(cls: type) -> dict[str, DeclaredField]:
+    fields = _FIELDS_BY_NAME.get(cls)
+    if fields is None:
+        fields = _FIELDS_BY_NAME[cls] = {item.name: item for item in declared_fields(cls)}
+        assert len(fields) == len(declared_fields(cls)), f"{cls.__name__} declares a field name twice"
+    return fields
+
+
+_FIELDS_BY_NAME: dict[type, dict[str, DeclaredField]] = {}
 
 
 def converted(declared: Declared, value: Any, source_file: str) -> Any:
