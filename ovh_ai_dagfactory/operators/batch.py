@@ -27,15 +27,8 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
-from ovh_ai_dagfactory.compat import BaseOperator, Context
-from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
-from ovh_ai_dagfactory.hooks.batch import (
-    OVHCloudAIEndpointsBatchHook,
-    check_completion_window,
-    window_seconds,
-)
-from ovh_ai_dagfactory.hooks.batch_errors import batch_ended_error, lines_failed_error
-from ovh_ai_dagfactory.hooks.batch_files import (
+from ovh_ai_dagfactory.batch_api.errors import batch_ended_error, lines_failed_error
+from ovh_ai_dagfactory.batch_api.files import (
     BATCH_URLS,
     BatchResults,
     chat_responses,
@@ -44,8 +37,15 @@ from ovh_ai_dagfactory.hooks.batch_files import (
     read_results,
     request_file,
 )
-from ovh_ai_dagfactory.hooks.batch_polling import BatchWait
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, OVHCloudAIEndpointsError
+from ovh_ai_dagfactory.batch_api.polling import BatchWait
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError, OVHCloudAIEndpointsError
+from ovh_ai_dagfactory.compat import BaseOperator, Context
+from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
+from ovh_ai_dagfactory.hooks.batch import (
+    OVHCloudAIEndpointsBatchHook,
+    check_completion_window,
+    window_seconds,
+)
 
 DEFAULT_COMPLETION_WINDOW = "24h"
 ON_LINE_ERROR = ("fail", "report")

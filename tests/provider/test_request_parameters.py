@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from ovh_ai_dagfactory.calls import errors
 from ovh_ai_dagfactory.compat import DAG, AirflowFailException
-from ovh_ai_dagfactory.hooks import errors
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
 from ovh_ai_dagfactory.operators.ai_endpoints import (
     OVHCloudAIEndpointsChatCompletionsOperator,

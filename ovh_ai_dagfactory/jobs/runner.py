@@ -8,7 +8,7 @@ and `execute()` may run where an event loop is already running (a notebook, an a
 `asyncio.run()` refuses to start. Parsing answers holds the GIL either way.
 
 Retries: the requests of a job are sent with the SDK's retries off (`max_retries=0`) and retried
-by `paced_requests.send_paced`: a 429 pauses every worker for the server's Retry-After, a 5xx,
+by `retries.send_paced`: a 429 pauses every worker for the server's Retry-After, a 5xx,
 408, 409, timeout, dropped connection or non-JSON 2xx retries that batch alone, a fatal error (401,
 404, a bad parameter) stops the job at once.
 
@@ -25,18 +25,18 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from ovh_ai_dagfactory.hooks.embedding_batches import Batch
-from ovh_ai_dagfactory.hooks.embedding_progress import EmbeddingProgress
-from ovh_ai_dagfactory.hooks.errors import (
+from ovh_ai_dagfactory.calls.errors import (
     BadRequestError,
     OVHCloudAIEndpointsError,
     OVHCloudAIEndpointsFatalError,
     RequestRejectedError,
     UnprocessableEntityError,
 )
-from ovh_ai_dagfactory.hooks.paced_requests import RetryPolicy, send_paced, with_context
-from ovh_ai_dagfactory.hooks.request_pacing import RequestPacer
-from ovh_ai_dagfactory.hooks.results import embedding_vectors
+from ovh_ai_dagfactory.calls.results import embedding_vectors
+from ovh_ai_dagfactory.jobs.batches import Batch
+from ovh_ai_dagfactory.jobs.pacing import RequestPacer
+from ovh_ai_dagfactory.jobs.progress import EmbeddingProgress
+from ovh_ai_dagfactory.jobs.retries import RetryPolicy, send_paced, with_context
 from ovh_ai_dagfactory.provider_info import DEFAULT_EMBEDDING_CONCURRENCY
 
 # Requests in flight; declared once, in provider_info (the pipeline reference shows it without Airflow).

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, NoContentError, StructuredOutputError
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError, NoContentError, StructuredOutputError
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator

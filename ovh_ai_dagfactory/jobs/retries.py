@@ -1,6 +1,6 @@
 """One request sent under a pacer and retried by us, not by the SDK: the loop shared by the batches of
-an embedding job (`embedding_runner.py`) and by paced chat requests (`requests_per_minute` on the
-chat operator, whose pacer is shared by every process of the host: `request_pacing.HostPacer`).
+an embedding job (`runner.py`) and by paced chat requests (`requests_per_minute` on the
+chat operator, whose pacer is shared by every process of the host: `host_pacing.host_pacer`).
 
 Why our loop and not the SDK's retries (sent with `max_retries=0`): the SDK waits out each 429 for
 its own request, invisible to the other requests under the same limit, which keep sending into it
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from ovh_ai_dagfactory.hooks.errors import (
+from ovh_ai_dagfactory.calls.errors import (
     BadRequestError,
     EndpointConnectionError,
     IncompatibleResponseError,
@@ -29,7 +29,7 @@ from ovh_ai_dagfactory.hooks.errors import (
     UnexpectedResponseError,
     UnprocessableEntityError,
 )
-from ovh_ai_dagfactory.hooks.request_pacing import RequestPacer, Stopped
+from ovh_ai_dagfactory.jobs.pacing import RequestPacer, Stopped
 
 T = TypeVar("T")
 

@@ -4,7 +4,7 @@ request body stays under the endpoint's limit (OVH refuses bodies over 2 MB).
 A batch's size in the body is estimated from each text's JSON form with ASCII escapes, which is
 never smaller than what the openai SDK sends (UTF-8 or escapes), so a batch under the limit here is
 under it on the wire. The split depends only on the texts and the settings, so a retried task
-splits its input the same way and finds the parts an earlier try wrote (`embedding_store.py`).
+splits its input the same way and finds the parts an earlier try wrote (`storage.py`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError
 from ovh_ai_dagfactory.provider_info import DEFAULT_EMBEDDING_BATCH_SIZE
 
 # Texts per request; declared once, in provider_info (the pipeline reference shows it without Airflow).

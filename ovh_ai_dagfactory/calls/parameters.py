@@ -9,7 +9,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError
 
 
 def check_parameters(create: Callable[..., Any], operation: str, method: str, params: dict[str, Any]) -> None:

@@ -28,9 +28,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError
 from ovh_ai_dagfactory.compat import object_storage_path
-from ovh_ai_dagfactory.hooks.embedding_batches import Batch
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
+from ovh_ai_dagfactory.jobs.batches import Batch
 
 PART_FORMAT = "jsonl"
 JOB_FILE = "_job.json"

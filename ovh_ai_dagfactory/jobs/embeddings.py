@@ -1,5 +1,5 @@
-"""Embedding jobs as the hook runs them: texts split into batches (`embedding_batches.py`), run
-concurrently (`embedding_runner.py`), and the vectors gathered into one response in input order.
+"""Embedding jobs as the hook runs them: texts split into batches (`batches.py`), run
+concurrently (`runner.py`), and the vectors gathered into one response in input order.
 
 The response of a job of several requests has the shape of one `create_embedding` answer:
 `{"object": "list", "data": [{"object": "embedding", "index": i, "embedding": [...]}, ...],
@@ -17,25 +17,25 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ovh_ai_dagfactory.hooks.embedding_batches import (
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError
+from ovh_ai_dagfactory.jobs.batches import (
     Batch,
     check_batch_settings,
     envelope_bytes,
     split_batches,
     text_bytes,
 )
-from ovh_ai_dagfactory.hooks.embedding_progress import EmbeddingProgress
-from ovh_ai_dagfactory.hooks.embedding_runner import BatchResult, EmbeddingsTooLargeError, run_batches
-from ovh_ai_dagfactory.hooks.embedding_store import (
+from ovh_ai_dagfactory.jobs.pacing import RequestPacer
+from ovh_ai_dagfactory.jobs.progress import EmbeddingProgress
+from ovh_ai_dagfactory.jobs.retries import RetryPolicy
+from ovh_ai_dagfactory.jobs.runner import BatchResult, EmbeddingsTooLargeError, run_batches
+from ovh_ai_dagfactory.jobs.storage import (
     PART_FORMAT,
     PartStore,
     fingerprint,
     fingerprint_file,
     read_texts,
 )
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
-from ovh_ai_dagfactory.hooks.paced_requests import RetryPolicy
-from ovh_ai_dagfactory.hooks.request_pacing import RequestPacer
 
 if TYPE_CHECKING:
     from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
