@@ -19,8 +19,9 @@ from ovh_ai_dagfactory.calls.responses import wire_json
 from ovh_ai_dagfactory.calls.sdk_errors import CallContext, from_openai_error
 from ovh_ai_dagfactory.compat import AirflowNotFoundException, BaseHook, mask_secret
 from ovh_ai_dagfactory.hooks.connection import EndpointSettings, settings_from_connection
+from ovh_ai_dagfactory.jobs import embeddings
 from ovh_ai_dagfactory.jobs.batches import DEFAULT_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES
-from ovh_ai_dagfactory.jobs.runner import DEFAULT_MAX_CONCURRENCY
+from ovh_ai_dagfactory.jobs.runner import DEFAULT_MAX_CONCURRENCY, Endpoint
 from ovh_ai_dagfactory.provider_info import (
     CONN_TYPE,
     DEFAULT_BASE_URL,
@@ -205,18 +206,25 @@ class OVHCloudAIEndpointsHook(BaseHook):
         :param max_result_bytes: refuse (`EmbeddingsTooLargeError`, after the first batch) a
             result whose vectors would take more than this many bytes as JSON; None: no limit.
         """
-        from ovh_ai_dagfactory.jobs import embeddings
-
+        params = embedding_parameters(kwargs)
+        texts = embeddings.one_request_or_texts(
+            model, input, params, batch_size=batch_size, max_request_bytes=max_request_bytes
+        )
+        if isinstance(texts, embeddings.OneRequest):
+            # One request, exactly as before batching existed: same body, same SDK retries.
+            response = self.create_embedding(model, texts.input, **params)
+            embeddings.check_response_size(response, texts.count, max_result_bytes)
+            return response
         return embeddings.embed_texts(
-            self,
+            self._job_endpoint(model, params),
             model,
-            input,
+            texts,
             batch_size=batch_size,
             max_concurrency=max_concurrency,
             requests_per_minute=requests_per_minute,
             max_request_bytes=max_request_bytes,
             max_result_bytes=max_result_bytes,
-            params=embedding_parameters(kwargs),
+            params=params,
         )
 
     def embed_to_storage(
@@ -246,10 +254,9 @@ class OVHCloudAIEndpointsHook(BaseHook):
         `max_concurrency` batches are held. A retry of the same job keeps the parts already written
         (see `jobs/storage.py`).
         """
-        from ovh_ai_dagfactory.jobs import embeddings
-
+        params = embedding_parameters(kwargs)
         return embeddings.embed_to_storage(
-            self,
+            self._job_endpoint(model, params),
             model,
             output=output,
             output_conn_id=output_conn_id,
@@ -262,7 +269,7 @@ class OVHCloudAIEndpointsHook(BaseHook):
             max_concurrency=max_concurrency,
             requests_per_minute=requests_per_minute,
             max_request_bytes=max_request_bytes,
-            params=embedding_parameters(kwargs),
+            params=params,
         )
 
     def embedding_sender(self, model: str, params: dict[str, Any]) -> Callable[[list[str]], dict[str, Any]]:
@@ -272,6 +279,14 @@ class OVHCloudAIEndpointsHook(BaseHook):
         client = self.get_conn().with_options(max_retries=0)
         check_parameters(client.embeddings.with_raw_response.create, "embedding", "embeddings.create", params)
         return lambda texts: self._embedding_request(client, model, texts, params)
+
+    def _job_endpoint(self, model: str, params: dict[str, Any]) -> Endpoint:
+        """This connection as an embedding job of `jobs/` sees it (read once its requests start)."""
+        return Endpoint(
+            sender=lambda: self.embedding_sender(model, params),
+            max_retries=lambda: self.settings.max_retries,
+            log=self.log,
+        )
 
     def list_models(self) -> list[str]:
         """Ids of the models the endpoint lists (GET /models), in the endpoint's order."""

@@ -15,7 +15,8 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 from ovh_ai_dagfactory.calls.errors import InvalidRequestError
 from ovh_ai_dagfactory.jobs.batches import (
@@ -28,7 +29,7 @@ from ovh_ai_dagfactory.jobs.batches import (
 from ovh_ai_dagfactory.jobs.pacing import RequestPacer
 from ovh_ai_dagfactory.jobs.progress import EmbeddingProgress
 from ovh_ai_dagfactory.jobs.retries import RetryPolicy
-from ovh_ai_dagfactory.jobs.runner import BatchResult, EmbeddingsTooLargeError, run_batches
+from ovh_ai_dagfactory.jobs.runner import BatchResult, EmbeddingsTooLargeError, Endpoint, run_batches
 from ovh_ai_dagfactory.jobs.storage import (
     PART_FORMAT,
     PartStore,
@@ -37,16 +38,47 @@ from ovh_ai_dagfactory.jobs.storage import (
     read_texts,
 )
 
-if TYPE_CHECKING:
-    from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
-
 _ITEM_OVERHEAD = 48  # bytes of '{"object": "embedding", "index": 12345, "embedding": }, ' around a vector
 
 
-def embed_texts(
-    hook: OVHCloudAIEndpointsHook,
+@dataclass(frozen=True)
+class OneRequest:
+    """An embedding input that is one request, sent as `create_embedding` sends it (the SDK's
+    retries, no batching): what the hook does with it. `count`: the inputs in it."""
+
+    input: str | list[Any]
+    count: int
+
+
+def one_request_or_texts(
     model: str,
     texts: str | Iterable[str],
+    params: dict[str, Any],
+    *,
+    batch_size: int,
+    max_request_bytes: int,
+) -> OneRequest | list[Any]:
+    """`texts` as one request when it is one (one text, a list of token ids, or at most
+    `batch_size` texts under `max_request_bytes`), else as the list of texts to run as a job
+    (`embed_texts`). A lazy input is read here, once."""
+    check_batch_settings(batch_size, max_request_bytes)
+    if isinstance(texts, str) or _is_token_ids(texts):
+        return OneRequest(texts, 1)  # a list of token ids is one input, as in OpenAI's API
+    texts = list(texts)
+    if len(texts) <= batch_size and _fits(texts, max_request_bytes - envelope_bytes(model, params)):
+        return OneRequest(texts, len(texts))
+    return texts
+
+
+def check_response_size(response: dict[str, Any], count: int, limit: int | None) -> None:
+    """`EmbeddingsTooLargeError` when the `count` vectors of `response` exceed `limit` bytes."""
+    _check_result_size(_vectors(response), count, limit)
+
+
+def embed_texts(
+    endpoint: Endpoint,
+    model: str,
+    texts: list[Any],
     *,
     batch_size: int,
     max_concurrency: int,
@@ -55,20 +87,10 @@ def embed_texts(
     max_result_bytes: int | None,
     params: dict[str, Any],
 ) -> dict[str, Any]:
-    """See `OVHCloudAIEndpointsHook.embed_texts`."""
+    """`texts` as a job of several requests (`one_request_or_texts` said they are not one); see
+    `OVHCloudAIEndpointsHook.embed_texts`."""
     check_batch_settings(batch_size, max_request_bytes)
     envelope = envelope_bytes(model, params)
-    if isinstance(texts, str) or _is_token_ids(texts):
-        response = hook.create_embedding(model, texts, **params)  # type: ignore[arg-type]
-        _check_result_size(_vectors(response), 1, max_result_bytes)
-        return response
-    texts = list(texts)
-    if len(texts) <= batch_size and _fits(texts, max_request_bytes - envelope):
-        # One request, exactly as before batching existed: same body, same SDK retries.
-        response = hook.create_embedding(model, texts, **params)
-        _check_result_size(_vectors(response), len(texts), max_result_bytes)
-        return response
-
     results: dict[int, BatchResult] = {}
     lock = threading.Lock()
 
@@ -86,9 +108,8 @@ def embed_texts(
         envelope=envelope,
     )
     progress = run_job(
-        hook,
+        endpoint,
         model,
-        params,
         batches,
         keep,
         total=len(texts),
@@ -106,7 +127,7 @@ def embed_texts(
 
 
 def embed_to_storage(
-    hook: OVHCloudAIEndpointsHook,
+    endpoint: Endpoint,
     model: str,
     *,
     output: str,
@@ -151,7 +172,7 @@ def embed_to_storage(
         "parameters_sha256": hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest(),
     }
     written = store.start(job)
-    progress = EmbeddingProgress(total, hook.log)
+    progress = EmbeddingProgress(total, endpoint.log)
     numbers: list[int] = []
     counted = [0]  # texts read; the manifest's count (the first read only counted lines)
     dimensions: list[int] = []
@@ -178,11 +199,10 @@ def embed_to_storage(
             answered.append(result.model)
 
     if written:
-        hook.log.info("Resuming: %s parts already in %s are kept", f"{len(written):,}", output)
+        endpoint.log.info("Resuming: %s parts already in %s are kept", f"{len(written):,}", output)
     run_job(
-        hook,
+        endpoint,
         model,
-        params,
         pending(),
         write,
         total=total,
@@ -210,9 +230,8 @@ def embed_to_storage(
 
 
 def run_job(
-    hook: OVHCloudAIEndpointsHook,
+    endpoint: Endpoint,
     model: str,
-    params: dict[str, Any],
     batches: Iterable[Any],
     on_result: Any,
     *,
@@ -222,10 +241,11 @@ def run_job(
     requests_per_minute: float | None,
     progress: EmbeddingProgress | None = None,
 ) -> EmbeddingProgress:
-    """Run `batches` through the hook's connection; returns the job's progress (its counters)."""
-    send = hook.embedding_sender(model, params)
-    progress = progress or EmbeddingProgress(total, hook.log)
-    hook.log.info(
+    """Run `batches` through `endpoint`; returns the job's progress (its counters)."""
+    send = endpoint.sender()
+    policy = RetryPolicy(max_retries=endpoint.max_retries())
+    progress = progress or EmbeddingProgress(total, endpoint.log)
+    endpoint.log.info(
         "Embedding %s texts with model %s: batches of at most %s texts, %s in flight, %s",
         f"{total:,}" if total is not None else "the",
         model,
@@ -240,7 +260,7 @@ def run_job(
         pacer=RequestPacer(requests_per_minute),
         progress=progress,
         max_concurrency=max_concurrency,
-        policy=RetryPolicy(max_retries=hook.settings.max_retries),
+        policy=policy,
     )
     progress.log_final()
     return progress
@@ -276,7 +296,7 @@ def _fits(texts: list[str], budget: int) -> bool:
     return True
 
 
-def _is_token_ids(value: Any) -> bool:
+def _is_token_ids(value: Any) -> TypeGuard[list[int]]:
     # A list of token ids is one input, as in OpenAI's API.
     return isinstance(value, list) and bool(value) and all(isinstance(v, int) for v in value)
 

@@ -69,6 +69,23 @@ class BatchResult:
 SendTexts = Callable[[list[str]], dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """The endpoint as a job sees it, handed over by whoever holds the connection (the hook):
+    `jobs/` never imports `hooks/`. `sender()` and `max_retries()` are called once, when the job's
+    requests are about to start, not before: the connection is read then, after the input.
+
+    :param sender: returns the function that sends one request (a unit's input → the answer's wire
+        JSON), with the SDK's retries off and failures raised as our errors (`calls/errors.py`).
+    :param max_retries: returns the retries of one request: the connection's `max_retries`.
+    :param log: where the job's lines go (the hook's logger).
+    """
+
+    sender: Callable[[], Callable[[Any], dict[str, Any]]]
+    max_retries: Callable[[], int]
+    log: Any
+
+
 def run_batches(
     batches: Iterable[Batch],
     send: SendTexts,
@@ -232,6 +249,7 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "BatchResult",
     "EmbeddingsTooLargeError",
+    "Endpoint",
     "TextRefusedError",
     "run_batches",
     "spare_workers",
