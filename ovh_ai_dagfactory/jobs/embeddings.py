@@ -1,5 +1,14 @@
-"""Embedding jobs as the hook runs them: texts split into batches (`batches.py`), run
-concurrently (`runner.py`), and the vectors gathered into one response in input order.
+"""Embedding jobs: the embedding request kind (`EmbeddingKind`) and the two jobs the hook runs
+with it, `embed_texts` (the vectors gathered into one response, in input order) and
+`embed_to_storage` (the vectors written to parts in object storage, resumable). An input of one
+request is the hook's own (`one_request_or_texts` says which): it is sent by `create_embedding`.
+
+The kind: a unit is a batch of texts (`batches.split_batches`), sent as one request whose `input`
+is its texts; its result is their vectors, checked one per text (`calls/results.embedding_vectors`);
+a batch refused with 400, 413 or 422 is split in two and each half sent again, down to the text the
+endpoint refuses alone (`TextRefusedError`, naming its index and id): the server's message says
+what is wrong, not which of the 64 texts. That costs log2(batch_size) requests, once. Its rows in
+storage are `{"index", "id", "text_sha256", "embedding"}`.
 
 The response of a job of several requests has the shape of one `create_embedding` answer:
 `{"object": "list", "data": [{"object": "embedding", "index": i, "embedding": [...]}, ...],
@@ -14,31 +23,77 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from ovh_ai_dagfactory.calls.errors import InvalidRequestError
-from ovh_ai_dagfactory.jobs.batches import (
-    Batch,
-    check_batch_settings,
-    envelope_bytes,
-    split_batches,
-    text_bytes,
+from ovh_ai_dagfactory.calls.errors import (
+    InvalidRequestError,
+    OVHCloudAIEndpointsError,
+    OVHCloudAIEndpointsFatalError,
 )
-from ovh_ai_dagfactory.jobs.pacing import RequestPacer
-from ovh_ai_dagfactory.jobs.progress import EmbeddingProgress
-from ovh_ai_dagfactory.jobs.retries import RetryPolicy
-from ovh_ai_dagfactory.jobs.runner import BatchResult, EmbeddingsTooLargeError, Endpoint, run_batches
-from ovh_ai_dagfactory.jobs.storage import (
-    PART_FORMAT,
-    PartStore,
-    fingerprint,
-    fingerprint_file,
-    read_texts,
-)
+from ovh_ai_dagfactory.calls.results import embedding_vectors
+from ovh_ai_dagfactory.jobs.batches import Batch, check_batch_settings, envelope_bytes, split_batches, text_bytes
+from ovh_ai_dagfactory.jobs.progress import JobProgress
+from ovh_ai_dagfactory.jobs.runner import BatchResult, Endpoint, run_job
+from ovh_ai_dagfactory.jobs.storage import PartStore, StoredJob, fingerprint, fingerprint_file, read_texts
 
 _ITEM_OVERHEAD = 48  # bytes of '{"object": "embedding", "index": 12345, "embedding": }, ' around a vector
+
+
+class TextRefusedError(OVHCloudAIEndpointsFatalError):
+    """The endpoint refuses one text of an embedding input on its own (400/413/422), most often a
+    text longer than the model's context. Attributes: `text_index` (global), `text_id` (or None)."""
+
+    text_index: int | None = None
+    text_id: Any = None
+
+
+class EmbeddingsTooLargeError(OVHCloudAIEndpointsFatalError):
+    """The vectors of an embedding job would be larger than `max_result_bytes` (the operator's
+    `max_xcom_bytes`): they belong in object storage (`output`), not in one XCom row. Raised after
+    the first batch, from its vectors' size, before the rest of the job is paid for."""
+
+
+class EmbeddingKind:
+    """The embedding request kind (a `runner.RequestKind`): a batch of texts per request."""
+
+    what = "embedding"
+
+    def name(self, unit: Batch) -> str:
+        return f"embedding {unit.describe('texts')}"
+
+    def request(self, unit: Batch) -> list[str]:
+        return unit.texts
+
+    def read(self, unit: Batch, response: dict[str, Any]) -> BatchResult:
+        vectors = embedding_vectors(response, expected=len(unit.texts))
+        usage = response.get("usage") or {}
+        return BatchResult(unit, vectors, {k: v for k, v in usage.items() if isinstance(v, int)}, response.get("model"))
+
+    def refused(self, unit: Batch, error: OVHCloudAIEndpointsError, run: Callable[[Batch], BatchResult]) -> BatchResult:
+        """Halves, each sent again, down to the text refused alone (`TextRefusedError`)."""
+        if len(unit.texts) == 1:
+            raise _text_refused(error, unit) from None
+        middle = len(unit.texts) // 2
+        return BatchResult.joined(unit, [run(unit.part(0, middle)), run(unit.part(middle, len(unit.texts)))])
+
+    @staticmethod
+    def rows(result: BatchResult) -> list[dict[str, Any]]:
+        """The lines of a part: `{"index", "id", "text_sha256", "embedding"}` per text."""
+        batch = result.batch
+        return [
+            {
+                "index": batch.start + offset,
+                "id": batch.ids[offset] if batch.ids is not None else None,
+                "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                "embedding": vector,
+            }
+            for offset, (text, vector) in enumerate(zip(batch.texts, result.values, strict=True))
+        ]
+
+
+EMBEDDING = EmbeddingKind()
 
 
 @dataclass(frozen=True)
@@ -99,7 +154,7 @@ def embed_texts(
             first = not results
             results[result.batch.number] = result
         if first:  # before the rest of the job is paid for
-            _check_result_size(result.vectors, len(texts), max_result_bytes)
+            _check_result_size(result.values, len(texts), max_result_bytes)
 
     batches = split_batches(
         ((None, text) for text in texts),
@@ -107,12 +162,12 @@ def embed_texts(
         max_request_bytes=max_request_bytes,
         envelope=envelope,
     )
-    progress = run_job(
+    progress = _run(
         endpoint,
         model,
         batches,
         keep,
-        total=len(texts),
+        _progress(len(texts), endpoint),
         batch_size=batch_size,
         max_concurrency=max_concurrency,
         requests_per_minute=requests_per_minute,
@@ -120,7 +175,7 @@ def embed_texts(
     data = [
         {"object": "embedding", "index": results[number].batch.start + offset, "embedding": vector}
         for number in sorted(results)
-        for offset, vector in enumerate(results[number].vectors)
+        for offset, vector in enumerate(results[number].values)
     ]
     answered = next((r.model for r in results.values() if r.model), None)
     return {"object": "list", "data": data, "model": answered or model, "usage": progress.usage()}
@@ -159,7 +214,7 @@ def embed_to_storage(
         total, digest = fingerprint_file(input_file, conn_id=input_conn_id)
     else:
         total, digest = fingerprint(items())
-    store = PartStore(output, output_conn_id)
+    store = PartStore(output, output_conn_id, kind="embedding")
     job = {
         "model": model,
         "input": input_file if input_file is not None else "input (a list of texts)",
@@ -171,99 +226,78 @@ def embed_to_storage(
         "max_request_bytes": max_request_bytes,
         "parameters_sha256": hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest(),
     }
-    written = store.start(job)
-    progress = EmbeddingProgress(total, endpoint.log)
-    numbers: list[int] = []
-    counted = [0]  # texts read; the manifest's count (the first read only counted lines)
+    stored = StoredJob(store, _progress(total, endpoint), started=started)
+    stored.start(job)
     dimensions: list[int] = []
     answered: list[str] = []
 
-    def pending() -> Iterator[Batch]:
-        # Read by the workers, one at a time (`run_batches` holds a lock around each batch).
-        envelope = envelope_bytes(model, params)
-        for batch in split_batches(
-            items(), batch_size=batch_size, max_request_bytes=max_request_bytes, envelope=envelope
-        ):
-            numbers.append(batch.number)
-            counted[0] += len(batch.texts)
-            if batch.number in written:
-                progress.skipped(len(batch.texts))  # written by an earlier try: not paid twice
-                continue
-            yield batch
-
     def write(result: BatchResult) -> None:
-        store.write_part(result.batch, result.vectors)
-        if not dimensions and result.vectors:
-            dimensions.append(len(result.vectors[0]))
+        stored.write(result.batch.number, EMBEDDING.rows(result))
+        if not dimensions and result.values:
+            dimensions.append(len(result.values[0]))
         if not answered and result.model:
             answered.append(result.model)
 
-    if written:
-        endpoint.log.info("Resuming: %s parts already in %s are kept", f"{len(written):,}", output)
-    run_job(
+    batches = split_batches(
+        items(), batch_size=batch_size, max_request_bytes=max_request_bytes, envelope=envelope_bytes(model, params)
+    )
+    stored.log_resume()
+    _run(
         endpoint,
         model,
-        pending(),
+        stored.pending(batches),
         write,
-        total=total,
+        stored.progress,
         batch_size=batch_size,
         max_concurrency=max_concurrency,
         requests_per_minute=requests_per_minute,
-        progress=progress,
     )
-    manifest = {
-        "output": output,
-        "format": PART_FORMAT,
-        "parts": [store.part_name(number) for number in numbers],
-        "count": counted[0],
-        "dimensions": dimensions[0] if dimensions else store.dimensions(written),
-        "model": answered[0] if answered else model,
-        "usage": progress.usage(),
-        "duration_seconds": round(time.monotonic() - started, 3),
-        "resumed_parts": len(written & set(numbers)),
-        "requests": progress.requests,
-        "retries": progress.retries,
-        "rate_limited": progress.rate_limited,
-    }
-    store.write_manifest(manifest)
-    return manifest
+    if not dimensions and (first := store.first_row(stored.written)):  # every part from an earlier try
+        dimensions.append(len(first["embedding"]))
+    return stored.manifest(answered[0] if answered else model, dimensions=dimensions[0] if dimensions else None)
 
 
-def run_job(
+def _progress(total: int | None, endpoint: Endpoint) -> JobProgress:
+    return JobProgress(total, endpoint.log, title="Embedding", noun="texts")
+
+
+def _run(
     endpoint: Endpoint,
     model: str,
-    batches: Iterable[Any],
-    on_result: Any,
+    batches: Iterable[Batch],
+    on_result: Callable[[BatchResult], None],
+    progress: JobProgress,
     *,
-    total: int | None,
     batch_size: int,
     max_concurrency: int,
     requests_per_minute: float | None,
-    progress: EmbeddingProgress | None = None,
-) -> EmbeddingProgress:
-    """Run `batches` through `endpoint`; returns the job's progress (its counters)."""
-    send = endpoint.sender()
-    policy = RetryPolicy(max_retries=endpoint.max_retries())
-    progress = progress or EmbeddingProgress(total, endpoint.log)
-    endpoint.log.info(
-        "Embedding %s texts with model %s: batches of at most %s texts, %s in flight, %s",
-        f"{total:,}" if total is not None else "the",
-        model,
-        batch_size,
-        max_concurrency,
-        f"paced to {requests_per_minute:g} requests/min" if requests_per_minute else "no pacing",
-    )
-    run_batches(
+) -> JobProgress:
+    total = progress.total
+    return run_job(
+        endpoint,
+        EMBEDDING,
         batches,
-        send,
         on_result,
-        pacer=RequestPacer(requests_per_minute),
         progress=progress,
         max_concurrency=max_concurrency,
-        policy=policy,
+        requests_per_minute=requests_per_minute,
+        describe=f"Embedding {f'{total:,}' if total is not None else 'the'} texts with model {model}: "
+        f"batches of at most {batch_size} texts",
     )
-    progress.log_final()
-    return progress
+
+
+def _text_refused(error: OVHCloudAIEndpointsError, batch: Batch) -> TextRefusedError:
+    text = batch.texts[0]
+    return TextRefusedError(
+        f"Text refused: {batch.label(0, 'text')} of the embedding input ({len(text):,} characters, "
+        f"{len(text.split()):,} words) is refused by the endpoint when sent alone; most often it is longer "
+        "than the model's context: shorten or split it (if the server's words below are about a parameter "
+        f"instead, every text is refused: fix that parameter). {error}",
+        text_index=batch.start,
+        text_id=batch.ids[0] if batch.ids is not None else None,
+        http_status=error.http_status,
+        request_id=error.request_id,
+    )
 
 
 def _check_result_size(vectors: list[Any], count: int, limit: int | None) -> None:
@@ -301,4 +335,14 @@ def _is_token_ids(value: Any) -> TypeGuard[list[int]]:
     return isinstance(value, list) and bool(value) and all(isinstance(v, int) for v in value)
 
 
-__all__ = ["embed_texts", "embed_to_storage", "run_job"]
+__all__ = [
+    "EMBEDDING",
+    "EmbeddingKind",
+    "EmbeddingsTooLargeError",
+    "OneRequest",
+    "TextRefusedError",
+    "check_response_size",
+    "embed_texts",
+    "embed_to_storage",
+    "one_request_or_texts",
+]
