@@ -38,6 +38,7 @@ from functools import cached_property
 from typing import Any
 
 from ovh_ai_dagfactory.calls.errors import InvalidRequestError
+from ovh_ai_dagfactory.calls.parameters import CHAT_PARAMETERS
 from ovh_ai_dagfactory.calls.results import chat_content, chat_json, check_output_schema, embedding_vectors
 from ovh_ai_dagfactory.compat import BaseOperator, Context
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
@@ -51,7 +52,7 @@ from ovh_ai_dagfactory.provider_info import (
 
 # The request parameters each operator takes as its own arguments: they have no second place in
 # completion_kwargs / embedding_kwargs.
-CHAT_ARGUMENTS = ("model", "messages", "temperature", "max_tokens", "top_p", "stop")
+CHAT_ARGUMENTS = ("model", "messages", *CHAT_PARAMETERS)
 EMBEDDING_ARGUMENTS = ("model", "input")
 # The embedding operator's own arguments about how a large input is run: not request parameters,
 # refused in embedding_kwargs all the same (the hook would take them as its own).
@@ -173,10 +174,7 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
         request = {
             "model": self.model,
             "messages": self.messages,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "top_p": self.top_p,
-            "stop": self.stop,
+            **{name: getattr(self, name) for name in CHAT_PARAMETERS},
             **extra,
         }
         if self.output_schema is not None:
