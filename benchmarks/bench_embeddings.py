@@ -73,10 +73,10 @@ def run_worker(mode: str, corpus: str, texts: int, args: argparse.Namespace) -> 
     import logging
 
     setup_started = time.perf_counter()
+    from ovh_ai_dagfactory.calls.errors import OVHCloudAIEndpointsError
     from ovh_ai_dagfactory.compat import object_storage_path
     from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
-    from ovh_ai_dagfactory.hooks.embedding_store import read_texts
-    from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError
+    from ovh_ai_dagfactory.jobs.storage import read_texts
 
     for name in ("httpx", "httpx2"):  # a line per request is not what is measured (the SDK's httpx is either)
         logging.getLogger(name).setLevel(logging.WARNING)

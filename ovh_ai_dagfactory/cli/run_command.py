@@ -237,8 +237,8 @@ def _results(kind: str, response: Any) -> list[str]:
     """The content or the vectors' shape of one response, as indented lines."""
     # The provider's definitions of an answer's result (imported here: they import Airflow, which
     # `run` configures first).
-    from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError
-    from ovh_ai_dagfactory.hooks.results import chat_content, embedding_vectors
+    from ovh_ai_dagfactory.calls.errors import OVHCloudAIEndpointsError
+    from ovh_ai_dagfactory.calls.results import chat_content, embedding_vectors
 
     try:
         if kind == "chat":

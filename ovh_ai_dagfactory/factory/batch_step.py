@@ -89,7 +89,7 @@ class PipelineBatchOperator(OVHCloudAIEndpointsBatchOperator):
         """An embedding batch's texts (and ids) from `input_file`, read whole: a batch is one uploaded
         file (sync mode streams instead). Read when the fields are rendered, so the task resuming
         from the trigger knows them too (it maps the results back to the inputs)."""
-        from ovh_ai_dagfactory.hooks.embedding_store import read_texts
+        from ovh_ai_dagfactory.jobs.storage import read_texts
 
         records = list(
             read_texts(

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from ovh_ai_dagfactory.calls.errors import NoContentError, OVHCloudAIEndpointsError
+from ovh_ai_dagfactory.calls.results import chat_content, chat_json, embedding_vectors
 from ovh_ai_dagfactory.compat import AirflowException, AirflowFailException
-from ovh_ai_dagfactory.hooks.errors import NoContentError, OVHCloudAIEndpointsError
-from ovh_ai_dagfactory.hooks.results import chat_content, chat_json, embedding_vectors
 
 # The spec's own table, so what the validator accepts and what a run provides cannot drift apart.
 from ovh_ai_dagfactory.spec.references import mapped_counterpart, outputs_of
@@ -67,7 +67,7 @@ class StepOutput:
 
     @property
     def content(self) -> str:
-        """A chat step's answer, as the provider defines it (`hooks.results.chat_content`).
+        """A chat step's answer, as the provider defines it (`calls.results.chat_content`).
 
         The chat operator already refuses an answer without text; this guards XComs written otherwise
         (an older version, a custom operator, an edited XCom): Jinja would render a None as the text
@@ -85,7 +85,7 @@ class StepOutput:
 
     @property
     def json(self) -> Any:
-        """A structured chat step's answer, parsed (`hooks.results.chat_json`; the operator has
+        """A structured chat step's answer, parsed (`calls.results.chat_json`; the operator has
         already checked it against the step's output_schema before pushing it)."""
         self._require("json")
         return self._read("json", chat_json, self._one_response())
@@ -98,7 +98,7 @@ class StepOutput:
 
     @property
     def embeddings(self) -> list[list[float]]:
-        """An embedding step's vectors, one per input, in input order (`hooks.results.embedding_vectors`);
+        """An embedding step's vectors, one per input, in input order (`calls.results.embedding_vectors`);
         for a for_each step, the vectors of all its items in item order."""
         self._require("embeddings")
         responses = self._all_responses() if self._mapped else [self._one_response()]

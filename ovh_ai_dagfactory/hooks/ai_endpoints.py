@@ -1,6 +1,6 @@
 """OVHCloudAIEndpointsHook: an Airflow connection turned into a configured openai client, with
 chat completions, embeddings and model listing that return plain dicts and fail with errors a user
-can act on (see `errors.py`).
+can act on (see `calls/errors.py`).
 
 `openai` is imported only when a call is made, never at module import: DAG files import this
 module (through the operators) in every parse, and the scheduler should not pay for the SDK.
@@ -12,15 +12,16 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ovh_ai_dagfactory.calls.errors import OVHCloudAIEndpointsError, api_key_not_found
+from ovh_ai_dagfactory.calls.parameters import chat_parameters, check_parameters, embedding_parameters
+from ovh_ai_dagfactory.calls.redaction import redact
+from ovh_ai_dagfactory.calls.responses import wire_json
+from ovh_ai_dagfactory.calls.sdk_errors import CallContext, from_openai_error
 from ovh_ai_dagfactory.compat import AirflowNotFoundException, BaseHook, mask_secret
 from ovh_ai_dagfactory.hooks.connection import EndpointSettings, settings_from_connection
-from ovh_ai_dagfactory.hooks.embedding_batches import DEFAULT_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES
-from ovh_ai_dagfactory.hooks.embedding_runner import DEFAULT_MAX_CONCURRENCY
-from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError, api_key_not_found
-from ovh_ai_dagfactory.hooks.redaction import redact
-from ovh_ai_dagfactory.hooks.request_parameters import chat_parameters, check_parameters, embedding_parameters
-from ovh_ai_dagfactory.hooks.responses import wire_json
-from ovh_ai_dagfactory.hooks.sdk_errors import CallContext, from_openai_error
+from ovh_ai_dagfactory.jobs import embeddings
+from ovh_ai_dagfactory.jobs.batches import DEFAULT_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES
+from ovh_ai_dagfactory.jobs.runner import DEFAULT_MAX_CONCURRENCY, Endpoint
 from ovh_ai_dagfactory.provider_info import (
     CONN_TYPE,
     DEFAULT_BASE_URL,
@@ -151,11 +152,11 @@ class OVHCloudAIEndpointsHook(BaseHook):
         self, requests_per_minute: float, model: str, messages: list[dict[str, Any]], **kwargs: Any
     ) -> dict[str, Any]:
         """`chat_completion`, started at the pace every process of this host shares for this
-        endpoint and model (`host_pacing.py`), at most `requests_per_minute`. A 429 holds all of
+        endpoint and model (`jobs/host_pacing.py`), at most `requests_per_minute`. A 429 holds all of
         them for its Retry-After; 5xx and timeouts are retried (`max_retries`) by the same loop,
-        not by the SDK (`paced_requests.py` says why)."""
-        from ovh_ai_dagfactory.hooks.host_pacing import host_pacer
-        from ovh_ai_dagfactory.hooks.paced_requests import RetryPolicy, send_paced
+        not by the SDK (`jobs/retries.py` says why)."""
+        from ovh_ai_dagfactory.jobs.host_pacing import host_pacer
+        from ovh_ai_dagfactory.jobs.retries import RetryPolicy, send_paced
 
         # Everything but the request itself before the first turn: a turn is not spent on setup.
         send = self._chat_sender(
@@ -200,23 +201,30 @@ class OVHCloudAIEndpointsHook(BaseHook):
         `max_request_bytes`) is sent as `create_embedding` sends it. A larger one is split into
         requests of at most `batch_size` texts under `max_request_bytes`, `max_concurrency` in
         flight, paced to `requests_per_minute` (None: no pacing), paused together on 429 and
-        retried per batch (see `embedding_runner.py`), with a progress line every 10 s.
+        retried per batch (see `jobs/runner.py`), with a progress line every 10 s.
 
         :param max_result_bytes: refuse (`EmbeddingsTooLargeError`, after the first batch) a
             result whose vectors would take more than this many bytes as JSON; None: no limit.
         """
-        from ovh_ai_dagfactory.hooks import embedding_jobs
-
-        return embedding_jobs.embed_texts(
-            self,
+        params = embedding_parameters(kwargs)
+        texts = embeddings.one_request_or_texts(
+            model, input, params, batch_size=batch_size, max_request_bytes=max_request_bytes
+        )
+        if isinstance(texts, embeddings.OneRequest):
+            # One request, exactly as before batching existed: same body, same SDK retries.
+            response = self.create_embedding(model, texts.input, **params)
+            embeddings.check_response_size(response, texts.count, max_result_bytes)
+            return response
+        return embeddings.embed_texts(
+            self._job_endpoint(model, params),
             model,
-            input,
+            texts,
             batch_size=batch_size,
             max_concurrency=max_concurrency,
             requests_per_minute=requests_per_minute,
             max_request_bytes=max_request_bytes,
             max_result_bytes=max_result_bytes,
-            params=embedding_parameters(kwargs),
+            params=params,
         )
 
     def embed_to_storage(
@@ -244,12 +252,11 @@ class OVHCloudAIEndpointsHook(BaseHook):
         URIs are Airflow ObjectStoragePaths (file://, s3://, gcs://...), with the Airflow
         connections `input_conn_id` / `output_conn_id`. Memory stays flat: at most
         `max_concurrency` batches are held. A retry of the same job keeps the parts already written
-        (see `embedding_store.py`).
+        (see `jobs/storage.py`).
         """
-        from ovh_ai_dagfactory.hooks import embedding_jobs
-
-        return embedding_jobs.embed_to_storage(
-            self,
+        params = embedding_parameters(kwargs)
+        return embeddings.embed_to_storage(
+            self._job_endpoint(model, params),
             model,
             output=output,
             output_conn_id=output_conn_id,
@@ -262,16 +269,24 @@ class OVHCloudAIEndpointsHook(BaseHook):
             max_concurrency=max_concurrency,
             requests_per_minute=requests_per_minute,
             max_request_bytes=max_request_bytes,
-            params=embedding_parameters(kwargs),
+            params=params,
         )
 
     def embedding_sender(self, model: str, params: dict[str, Any]) -> Callable[[list[str]], dict[str, Any]]:
         """One embedding request per call, without the SDK's retries: for a batch runner that
-        retries, paces and pauses on 429 itself (`embedding_runner.py` says why). `params` as
+        retries, paces and pauses on 429 itself (`jobs/runner.py` says why). `params` as
         `create_embedding`'s keyword arguments; checked against the SDK once, here."""
         client = self.get_conn().with_options(max_retries=0)
         check_parameters(client.embeddings.with_raw_response.create, "embedding", "embeddings.create", params)
         return lambda texts: self._embedding_request(client, model, texts, params)
+
+    def _job_endpoint(self, model: str, params: dict[str, Any]) -> Endpoint:
+        """This connection as an embedding job of `jobs/` sees it (read once its requests start)."""
+        return Endpoint(
+            sender=lambda: self.embedding_sender(model, params),
+            max_retries=lambda: self.settings.max_retries,
+            log=self.log,
+        )
 
     def list_models(self) -> list[str]:
         """Ids of the models the endpoint lists (GET /models), in the endpoint's order."""
@@ -317,7 +332,7 @@ class OVHCloudAIEndpointsHook(BaseHook):
         return self._parsed(raw, "embedding", model)
 
     def _parsed(self, raw: Any, operation: str, model: str | None) -> dict[str, Any]:
-        """The wire JSON of a 2xx, shape-checked and with the token redacted (see responses.py).
+        """The wire JSON of a 2xx, shape-checked and with the token redacted (see `calls/responses.py`).
 
         Read from the raw body rather than `raw.parse().to_dict()`: the SDK hands back a `str` for a
         non-JSON body and accepts any JSON object, which would surface as an AttributeError or a

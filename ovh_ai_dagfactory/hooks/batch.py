@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ovh_ai_dagfactory.batch_api.errors import anonymous_batch_error
+from ovh_ai_dagfactory.batch_api.files import BATCH_URLS
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError, api_key_not_found
+from ovh_ai_dagfactory.calls.redaction import redact
 from ovh_ai_dagfactory.compat import AirflowNotFoundException, aget_connection
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
-from ovh_ai_dagfactory.hooks.batch_errors import anonymous_batch_error
-from ovh_ai_dagfactory.hooks.batch_files import BATCH_URLS
 from ovh_ai_dagfactory.hooks.connection import EndpointSettings
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, api_key_not_found
-from ovh_ai_dagfactory.hooks.redaction import redact
 
 if TYPE_CHECKING:
     import openai

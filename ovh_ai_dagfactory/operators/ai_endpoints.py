@@ -16,7 +16,7 @@ change one stage without copying the rest:
 The result check lives here, not in the hook: the hook returns any well-formed answer to its Python
 callers (a tool-calls-only answer is legitimate there), while an operator's XCom feeds the next
 task, which must never receive a null answer rendered as the text "None". What a result is, is
-defined once, in `hooks/results.py`.
+defined once, in `calls/results.py`.
 
 Request parameters the operators do not name go in `completion_kwargs` / `embedding_kwargs`
 (templated), forwarded to the hook and from there to the openai SDK. A parameter has one place: a
@@ -37,12 +37,13 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError
+from ovh_ai_dagfactory.calls.parameters import CHAT_PARAMETERS
+from ovh_ai_dagfactory.calls.results import chat_content, chat_json, check_output_schema, embedding_vectors
 from ovh_ai_dagfactory.compat import BaseOperator, Context
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
-from ovh_ai_dagfactory.hooks.embedding_batches import DEFAULT_MAX_REQUEST_BYTES, check_batch_settings
-from ovh_ai_dagfactory.hooks.embedding_store import read_texts
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
-from ovh_ai_dagfactory.hooks.results import chat_content, chat_json, check_output_schema, embedding_vectors
+from ovh_ai_dagfactory.jobs.batches import DEFAULT_MAX_REQUEST_BYTES, check_batch_settings
+from ovh_ai_dagfactory.jobs.storage import read_texts
 from ovh_ai_dagfactory.provider_info import (
     DEFAULT_EMBEDDING_BATCH_SIZE,
     DEFAULT_EMBEDDING_CONCURRENCY,
@@ -51,7 +52,7 @@ from ovh_ai_dagfactory.provider_info import (
 
 # The request parameters each operator takes as its own arguments: they have no second place in
 # completion_kwargs / embedding_kwargs.
-CHAT_ARGUMENTS = ("model", "messages", "temperature", "max_tokens", "top_p", "stop")
+CHAT_ARGUMENTS = ("model", "messages", *CHAT_PARAMETERS)
 EMBEDDING_ARGUMENTS = ("model", "input")
 # The embedding operator's own arguments about how a large input is run: not request parameters,
 # refused in embedding_kwargs all the same (the hook would take them as its own).
@@ -173,10 +174,7 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
         request = {
             "model": self.model,
             "messages": self.messages,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "top_p": self.top_p,
-            "stop": self.stop,
+            **{name: getattr(self, name) for name in CHAT_PARAMETERS},
             **extra,
         }
         if self.output_schema is not None:
@@ -210,7 +208,7 @@ class OVHCloudAIEndpointsEmbeddingOperator(OVHCloudAIEndpointsBaseOperator):
     An input of at most `batch_size` texts is sent in one request, as it always was. A larger one is
     split into requests of at most `batch_size` texts under the endpoint's 2 MB body limit, sent
     `max_concurrency` at a time, paced to `requests_per_minute`, paused together on 429 and retried
-    per batch (`hooks/embedding_runner.py`); the response is still one `list` with `data[i].index`
+    per batch (`jobs/runner.py`); the response is still one `list` with `data[i].index`
     the index in `input` and `usage` summed.
 
     :param model: embedding model, e.g. `BGE-M3` (templated).

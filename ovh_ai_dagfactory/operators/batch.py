@@ -27,15 +27,8 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
-from ovh_ai_dagfactory.compat import BaseOperator, Context
-from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
-from ovh_ai_dagfactory.hooks.batch import (
-    OVHCloudAIEndpointsBatchHook,
-    check_completion_window,
-    window_seconds,
-)
-from ovh_ai_dagfactory.hooks.batch_errors import batch_ended_error, lines_failed_error
-from ovh_ai_dagfactory.hooks.batch_files import (
+from ovh_ai_dagfactory.batch_api.errors import batch_ended_error, lines_failed_error
+from ovh_ai_dagfactory.batch_api.files import (
     BATCH_URLS,
     BatchResults,
     chat_responses,
@@ -44,16 +37,23 @@ from ovh_ai_dagfactory.hooks.batch_files import (
     read_results,
     request_file,
 )
-from ovh_ai_dagfactory.hooks.batch_polling import BatchWait
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, OVHCloudAIEndpointsError
+from ovh_ai_dagfactory.batch_api.polling import BatchWait
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError, OVHCloudAIEndpointsError
+from ovh_ai_dagfactory.calls.parameters import CHAT_PARAMETERS
+from ovh_ai_dagfactory.compat import BaseOperator, Context
+from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
+from ovh_ai_dagfactory.hooks.batch import (
+    OVHCloudAIEndpointsBatchHook,
+    check_completion_window,
+    window_seconds,
+)
 
 DEFAULT_COMPLETION_WINDOW = "24h"
 ON_LINE_ERROR = ("fail", "report")
 #: How long past its completion window a batch is waited for before it is cancelled: the platform
 #: should have marked it expired by then; a batch it forgot must not hold the task forever.
 DEADLINE_GRACE = 3600.0
-_CHAT_PARAMETERS = ("temperature", "max_tokens", "top_p", "stop")
-_OWN_ARGUMENTS = ("model", "messages", "input", *_CHAT_PARAMETERS)
+_OWN_ARGUMENTS = ("model", "messages", "input", *CHAT_PARAMETERS)
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -106,7 +106,7 @@ class OVHCloudAIEndpointsBatchOperator(BaseOperator):
         self.model = model
         self.inputs = inputs
         self.custom_ids = custom_ids
-        self.chat_parameters = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p, "stop": stop}
+        self.chat_parameters = dict(zip(CHAT_PARAMETERS, (temperature, max_tokens, top_p, stop), strict=True))
         self.request_kwargs = request_kwargs
         self.completion_window = completion_window
         self.on_line_error = on_line_error
@@ -119,7 +119,7 @@ class OVHCloudAIEndpointsBatchOperator(BaseOperator):
         if kind not in BATCH_URLS:
             raise InvalidRequestError(f"Invalid request: kind must be 'chat' or 'embedding', not {kind!r}.")
         if kind != "chat" and any(value is not None for value in self.chat_parameters.values()):
-            raise InvalidRequestError("Invalid request: temperature, max_tokens, top_p and stop are for kind='chat'.")
+            raise InvalidRequestError(f"Invalid request: {_listed(CHAT_PARAMETERS)} are for kind='chat'.")
         check_completion_window(completion_window)
         if on_line_error not in ON_LINE_ERROR:
             raise InvalidRequestError(
@@ -296,9 +296,13 @@ def _request_parameters(value: Any) -> dict[str, Any]:
     if repeated:
         raise InvalidRequestError(
             f"Invalid request: request_kwargs sets {', '.join(map(repr, repeated))}, which the operator takes "
-            "as its own argument (model, inputs, temperature, max_tokens, top_p, stop): pass it there."
+            f"as its own argument (model, inputs, {', '.join(CHAT_PARAMETERS)}): pass it there."
         )
     return dict(value)
+
+
+def _listed(names: Sequence[str]) -> str:
+    return f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _reason(batch: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ on a worker (`execute_complete`) to download the results:
 Its serialized kwargs hold the connection id, never the token: the trigger reads the connection
 itself, in the triggerer (through the task SDK's supervisor on Airflow 3, in a thread on 2.11).
 What to do with each poll's outcome (backoff, transient errors, deadline) is decided by
-`hooks/batch_polling.BatchWait`, which the operator's `deferrable=False` wait shares.
+`batch_api/polling.BatchWait`, which the operator's `deferrable=False` wait shares.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ovh_ai_dagfactory.batch_api.polling import BatchWait
+from ovh_ai_dagfactory.calls.errors import OVHCloudAIEndpointsError
 from ovh_ai_dagfactory.compat import BaseTrigger, TriggerEvent
 from ovh_ai_dagfactory.hooks.batch import OVHCloudAIEndpointsBatchHook
-from ovh_ai_dagfactory.hooks.batch_polling import BatchWait
-from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError
 
 
 class OVHCloudAIEndpointsBatchTrigger(BaseTrigger):

@@ -11,13 +11,13 @@ import random
 import pytest
 from ovh_stub import _chat, _embeddings
 
-from ovh_ai_dagfactory.hooks.batch_files import (
+from ovh_ai_dagfactory.batch_api.files import (
     custom_ids_for,
     embedding_response,
     read_results,
     request_file,
 )
-from ovh_ai_dagfactory.hooks.errors import IncompatibleResponseError, InvalidRequestError
+from ovh_ai_dagfactory.calls.errors import IncompatibleResponseError, InvalidRequestError
 from ovh_ai_dagfactory.provider_info import get_provider_info
 
 MODEL = "gpt-oss-120b"

@@ -13,8 +13,7 @@ from datetime import datetime
 import pytest
 from ovh_stub import _embeddings
 
-from ovh_ai_dagfactory.compat import DAG
-from ovh_ai_dagfactory.hooks.batch_errors import (
+from ovh_ai_dagfactory.batch_api.errors import (
     BatchAnonymousError,
     BatchCancelledError,
     BatchExpiredError,
@@ -22,7 +21,8 @@ from ovh_ai_dagfactory.hooks.batch_errors import (
     BatchLinesFailedError,
     BatchLinesRefusedError,
 )
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, OVHCloudAIEndpointsFatalError
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError, OVHCloudAIEndpointsFatalError
+from ovh_ai_dagfactory.compat import DAG
 from ovh_ai_dagfactory.operators.batch import OVHCloudAIEndpointsBatchOperator
 from provider import batch_fixtures
 from provider.batch_fixtures import Failures, dumped, logs_of

@@ -13,8 +13,8 @@ from datetime import datetime
 
 import pytest
 
+from ovh_ai_dagfactory.calls.errors import UnauthorizedError
 from ovh_ai_dagfactory.compat import DAG
-from ovh_ai_dagfactory.hooks.errors import UnauthorizedError
 from ovh_ai_dagfactory.operators.batch import OVHCloudAIEndpointsBatchOperator
 from ovh_ai_dagfactory.triggers.batch import OVHCloudAIEndpointsBatchTrigger, error_from_payload
 from provider import batch_fixtures

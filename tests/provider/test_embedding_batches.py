@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 import pytest
 from ovh_stub import _embeddings
 
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError, RequestRejectedError, ServerError
 from ovh_ai_dagfactory.compat import DAG, AirflowFailException
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
-from ovh_ai_dagfactory.hooks.embedding_batches import split_batches
-from ovh_ai_dagfactory.hooks.embedding_runner import EmbeddingsTooLargeError, TextRefusedError
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, RequestRejectedError, ServerError
+from ovh_ai_dagfactory.jobs.batches import split_batches
+from ovh_ai_dagfactory.jobs.embeddings import EmbeddingsTooLargeError, TextRefusedError
 from ovh_ai_dagfactory.operators.ai_endpoints import OVHCloudAIEndpointsEmbeddingOperator
 from provider.conftest import dag_id
 from provider.shared import TEST_TOKEN, run_dag, task_states, xcom_value
@@ -209,7 +209,7 @@ def test_batching_arguments_are_refused_in_embedding_kwargs():
 def test_errors_are_rebuilt_with_their_class_and_attributes():
     error = TextRefusedError("Text refused: text 7", text_index=7, text_id="doc-7", http_status=400)
     path, args, kwargs = error.serialize()
-    assert path == "ovh_ai_dagfactory.hooks.embedding_runner.TextRefusedError"
+    assert path == "ovh_ai_dagfactory.jobs.embeddings.TextRefusedError"
     again = TextRefusedError(*args, **kwargs)
     assert (str(again), again.text_index, again.text_id, again.http_status) == (str(error), 7, "doc-7", 400)
     assert isinstance(EmbeddingsTooLargeError("x"), AirflowFailException)  # fatal: no task retries

@@ -17,9 +17,9 @@ from datetime import datetime
 import pytest
 from ovh_stub import _embeddings
 
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError
 from ovh_ai_dagfactory.compat import DAG
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
 from ovh_ai_dagfactory.operators.ai_endpoints import OVHCloudAIEndpointsEmbeddingOperator
 from provider.conftest import dag_id
 from provider.shared import REPO_ROOT, TEST_TOKEN, run_dag, task_states, xcom_value

@@ -1,4 +1,4 @@
-"""Every error class of hooks/errors.py survives `pickle` and Airflow's own exception serialization.
+"""Every error class of calls/errors.py survives `pickle` and Airflow's own exception serialization.
 
 Airflow (2.11 and 3.x) serializes an AirflowException with its `serialize()` -> (class path, args,
 kwargs) and rebuilds it as `cls(*args, **kwargs)` (`BaseSerialization`, DAT.AIRFLOW_EXC_SER: task
@@ -14,8 +14,8 @@ import pickle
 
 import pytest
 
+from ovh_ai_dagfactory.calls import errors
 from ovh_ai_dagfactory.compat import AirflowException, AirflowFailException
-from ovh_ai_dagfactory.hooks import errors
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
 from provider.shared import TEST_TOKEN
 

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 import pytest
 from ovh_stub import ECHO_AUTHORIZATION
 
+from ovh_ai_dagfactory.calls import errors
 from ovh_ai_dagfactory.compat import DAG, AirflowException, AirflowFailException
-from ovh_ai_dagfactory.hooks import errors
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
 from ovh_ai_dagfactory.operators.ai_endpoints import OVHCloudAIEndpointsChatCompletionsOperator
 from provider.conftest import dag_id, set_env_connection

@@ -9,8 +9,8 @@ from datetime import datetime
 import pytest
 from ovh_stub import OVH_MODELS
 
+from ovh_ai_dagfactory.calls import errors
 from ovh_ai_dagfactory.compat import DAG
-from ovh_ai_dagfactory.hooks import errors
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
 from ovh_ai_dagfactory.hooks.connection import base_url_of
 from ovh_ai_dagfactory.operators.ai_endpoints import OVHCloudAIEndpointsChatCompletionsOperator

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from ovh_ai_dagfactory.compat import DAG
-from ovh_ai_dagfactory.hooks.host_pacing import PACING_DIR_ENV, FileState, host_pacer, pacing_dir
-from ovh_ai_dagfactory.hooks.request_pacing import ProcessState
+from ovh_ai_dagfactory.jobs.host_pacing import PACING_DIR_ENV, FileState, host_pacer, pacing_dir
+from ovh_ai_dagfactory.jobs.pacing import ProcessState
 from ovh_ai_dagfactory.operators.ai_endpoints import OVHCloudAIEndpointsChatCompletionsOperator
 from provider.conftest import dag_id
 from provider.shared import REPO_ROOT, TEST_TOKEN, run_dag, task_states
@@ -31,7 +31,7 @@ MODEL = "Meta-Llama-3_3-70B-Instruct"
 # One process of a "host": takes `turns` turns of the pacer of (url, model), or pauses it.
 _PROCESS = """
 import json, sys, time
-from ovh_ai_dagfactory.hooks.host_pacing import host_pacer
+from ovh_ai_dagfactory.jobs.host_pacing import host_pacer
 action, url, model, rpm, count = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
 pacer = host_pacer(url, model, rpm)
 print(type(pacer.state).__name__, flush=True)
@@ -151,8 +151,8 @@ def test_without_requests_per_minute_a_chat_request_is_sent_as_before(airflow_db
 
 
 def test_a_lasting_429_fails_the_paced_request_naming_it_and_the_setting(ovh_stub, pacing_folder):
+    from ovh_ai_dagfactory.calls.errors import RateLimitError
     from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
-    from ovh_ai_dagfactory.hooks.errors import RateLimitError
 
     ovh_stub.fail(429, body={"message": "slow down"}, headers={"retry-after": "300"}, times=1)
     with pytest.raises(RateLimitError) as caught:

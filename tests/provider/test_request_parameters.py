@@ -6,18 +6,21 @@ refused before any request.
 
 from __future__ import annotations
 
+import inspect
 import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from ovh_ai_dagfactory.calls import errors
+from ovh_ai_dagfactory.calls.parameters import CHAT_PARAMETERS
 from ovh_ai_dagfactory.compat import DAG, AirflowFailException
-from ovh_ai_dagfactory.hooks import errors
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
 from ovh_ai_dagfactory.operators.ai_endpoints import (
     OVHCloudAIEndpointsChatCompletionsOperator,
     OVHCloudAIEndpointsEmbeddingOperator,
 )
+from ovh_ai_dagfactory.operators.batch import OVHCloudAIEndpointsBatchOperator
 from provider.conftest import dag_id, set_env_connection
 from provider.shared import CONN_ID, TEST_TOKEN, run_dag, task_states, xcom_value
 
@@ -294,3 +297,49 @@ def test_the_completion_kwargs_example_of_docs_provider_md(airflow_db, stub_conn
         "response_format": {"type": "json_object"},
         "top_k": 20,
     }
+
+
+# -- the chat parameters, declared once ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("function", "before", "after", "defaults"),
+    [
+        (
+            OVHCloudAIEndpointsChatCompletionsOperator.__init__,
+            ["self", "model", "messages"],
+            ["completion_kwargs", "output_schema", "requests_per_minute", "ovh_conn_id", "kwargs"],
+            {"temperature": 1.0, "max_tokens": None, "top_p": None, "stop": None},  # the seed's defaults
+        ),
+        (
+            OVHCloudAIEndpointsBatchOperator.__init__,
+            ["self", "kind", "model", "inputs", "custom_ids"],
+            [
+                "request_kwargs",
+                "completion_window",
+                "on_line_error",
+                "deferrable",
+                "poll_interval",
+                "max_poll_interval",
+                "ovh_conn_id",
+                "kwargs",
+            ],
+            {"temperature": None, "max_tokens": None, "top_p": None, "stop": None},
+        ),
+        (
+            OVHCloudAIEndpointsHook.chat_completion,
+            ["self", "model", "messages"],
+            ["kwargs"],
+            {"temperature": None, "max_tokens": None, "top_p": None, "stop": None},
+        ),
+    ],
+    ids=["chat operator", "batch operator", "hook"],
+)
+def test_each_chat_signature_takes_exactly_the_declared_chat_parameters(function, before, after, defaults):
+    # CHAT_PARAMETERS (calls/parameters.py) is the one list; the signatures keep explicit keyword
+    # arguments (the seed's), so a parameter added to one and not the other fails here.
+    parameters = inspect.signature(function).parameters
+    assert list(parameters) == [*before, *CHAT_PARAMETERS, *after]
+    assert {name: parameters[name].default for name in CHAT_PARAMETERS} == defaults
+    if function is not OVHCloudAIEndpointsHook.chat_completion:  # the operators take them by keyword only
+        assert {parameters[name].kind for name in CHAT_PARAMETERS} == {inspect.Parameter.KEYWORD_ONLY}

@@ -10,8 +10,8 @@ import json
 import pytest
 from ovh_stub import ECHO_AUTHORIZATION
 
+from ovh_ai_dagfactory.calls import errors, redaction
 from ovh_ai_dagfactory.compat import AirflowFailException
-from ovh_ai_dagfactory.hooks import errors, redaction
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
 from provider.shared import TEST_TOKEN
 

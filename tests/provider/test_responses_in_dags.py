@@ -133,7 +133,7 @@ def test_an_echoed_token_never_reaches_xcom_or_the_log_and_empty_answers_fail_th
     ],
 )
 def test_the_chat_operator_refuses_every_answer_without_text(ovh_stub, answer, returned, hint):
-    from ovh_ai_dagfactory.hooks.errors import NoContentError
+    from ovh_ai_dagfactory.calls.errors import NoContentError
 
     ovh_stub.respond(200, body=answer)
     operator = OVHCloudAIEndpointsChatCompletionsOperator(task_id="t", model="gpt-oss-120b", messages=HI)
@@ -156,7 +156,7 @@ def test_the_chat_operator_refuses_every_answer_without_text(ovh_stub, answer, r
     ],
 )
 def test_the_embedding_operator_refuses_anything_but_one_vector_per_input(ovh_stub, data, inputs, returned):
-    from ovh_ai_dagfactory.hooks.errors import NoContentError
+    from ovh_ai_dagfactory.calls.errors import NoContentError
 
     ovh_stub.respond(200, body={"object": "list", "model": "BGE-M3", "data": data})
     operator = OVHCloudAIEndpointsEmbeddingOperator(task_id="t", model="BGE-M3", input=inputs)

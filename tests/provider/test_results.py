@@ -1,4 +1,4 @@
-"""`hooks.results`: the one definition of a chat answer's text and an embedding answer's vectors,
+"""`calls.results`: the one definition of a chat answer's text and an embedding answer's vectors,
 on answers the hook received over HTTP from the stub. (Every kind of answer without a result is
 also checked through the operators, in test_responses_in_dags.py.)
 """
@@ -10,9 +10,9 @@ import struct
 
 import pytest
 
+from ovh_ai_dagfactory.calls.errors import NoContentError
+from ovh_ai_dagfactory.calls.results import chat_content, embedding_vectors
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
-from ovh_ai_dagfactory.hooks.errors import NoContentError
-from ovh_ai_dagfactory.hooks.results import chat_content, embedding_vectors
 
 pytestmark = pytest.mark.usefixtures("stub_connection")
 

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 import pytest
 from ovh_stub import BROKEN_JSON, ECHO_AUTHORIZATION
 
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError, NoContentError, StructuredOutputError
+from ovh_ai_dagfactory.calls.results import chat_json
 from ovh_ai_dagfactory.compat import DAG, AirflowFailException
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError, NoContentError, StructuredOutputError
-from ovh_ai_dagfactory.hooks.results import chat_json
 from ovh_ai_dagfactory.operators.ai_endpoints import OVHCloudAIEndpointsChatCompletionsOperator, schema_name
 from provider.conftest import dag_id
 from provider.shared import TEST_TOKEN, round_trip, run_dag, serialized, task_states, xcom_value

@@ -9,7 +9,13 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError
+
+#: The chat request parameters the chat operators take as keyword arguments of their own (the seed's
+#: signatures, each operator with its defaults): declared here once, and each operator's list of
+#: the arguments that have no second place in `completion_kwargs` / `request_kwargs` derives from it.
+#: tests/provider/test_request_parameters.py checks the signatures against it.
+CHAT_PARAMETERS = ("temperature", "max_tokens", "top_p", "stop")
 
 
 def check_parameters(create: Callable[..., Any], operation: str, method: str, params: dict[str, Any]) -> None:
@@ -53,4 +59,4 @@ def without_none(**params: Any) -> dict[str, Any]:
     return {key: value for key, value in params.items() if value is not None}
 
 
-__all__ = ["chat_parameters", "check_parameters", "embedding_parameters", "without_none"]
+__all__ = ["CHAT_PARAMETERS", "chat_parameters", "check_parameters", "embedding_parameters", "without_none"]

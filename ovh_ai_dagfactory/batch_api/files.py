@@ -8,7 +8,7 @@
 A line's `custom_id` is the input's index as text unless the caller gives its own ids; results are
 mapped back through it, because the platform writes output lines in any order. A line counts as a
 failure when it is in the error file, when its response status is not 2xx, when it carries no result
-(a chat answer without text, an embedding without a vector: what `results.py` refuses for the
+(a chat answer without text, an embedding without a vector: what `calls/results.py` refuses for the
 synchronous operators too), or when no line came back for it at all.
 """
 
@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ovh_ai_dagfactory.hooks.errors import IncompatibleResponseError, InvalidRequestError, NoContentError
-from ovh_ai_dagfactory.hooks.redaction import redact, redact_json
-from ovh_ai_dagfactory.hooks.results import chat_content, embedding_vectors
+from ovh_ai_dagfactory.calls.errors import IncompatibleResponseError, InvalidRequestError, NoContentError
+from ovh_ai_dagfactory.calls.redaction import redact, redact_json
+from ovh_ai_dagfactory.calls.results import chat_content, embedding_vectors
 
 #: The request kinds a batch runs, and the URL each request line names.
 BATCH_URLS = {"chat": "/v1/chat/completions", "embedding": "/v1/embeddings"}

@@ -1,4 +1,4 @@
-"""Errors of batch jobs (`/v1/files` + `/v1/batches`), in the style of `errors.py`.
+"""Errors of batch jobs (`/v1/files` + `/v1/batches`), in the style of `calls/errors.py`.
 
 A batch ends in one of four states besides `completed`; each has its own class, so a DAG author can
 tell them apart in an `on_failure_callback`, and each says what to do next. Which ones the task's
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError, OVHCloudAIEndpointsFatalError
+from ovh_ai_dagfactory.calls.errors import OVHCloudAIEndpointsError, OVHCloudAIEndpointsFatalError
 
 _TRANSIENT_LINE_STATUSES = {408, 409, 429}
 
@@ -67,7 +67,7 @@ class BatchAnonymousError(OVHCloudAIEndpointsFatalError):
 
 
 def lines_failed_error(batch_id: str, failures: list[dict[str, Any]], total: int) -> BatchLinesFailedError:
-    """The error for `failures` (each as `batch_files.LineFailure.as_dict()`) out of `total` lines."""
+    """The error for `failures` (each as `files.LineFailure.as_dict()`) out of `total` lines."""
     statuses = [f.get("status_code") for f in failures]
     refused = all(isinstance(s, int) and 400 <= s < 500 and s not in _TRANSIENT_LINE_STATUSES for s in statuses)
     cls = BatchLinesRefusedError if refused else BatchLinesFailedError

@@ -1,10 +1,15 @@
-"""The requests of an embedding job: texts split into batches of at most `batch_size` texts whose
-request body stays under the endpoint's limit (OVH refuses bodies over 2 MB).
+"""The units of work of a job (`Batch`: the items sent in one request), and the split of an
+embedding input into them: texts in batches of at most `batch_size` texts whose request body stays
+under the endpoint's limit (OVH refuses bodies over 2 MB).
 
 A batch's size in the body is estimated from each text's JSON form with ASCII escapes, which is
 never smaller than what the openai SDK sends (UTF-8 or escapes), so a batch under the limit here is
 under it on the wire. The split depends only on the texts and the settings, so a retried task
-splits its input the same way and finds the parts an earlier try wrote (`embedding_store.py`).
+splits its input the same way and finds the parts an earlier try wrote (`storage.py`).
+
+A request kind that sends one item per request (chat at volume) makes units of one item,
+`Batch(index, index, [item], [item_id] or None)`: the runner, the storage and the progress read a
+unit the same way whatever its size.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError
 from ovh_ai_dagfactory.provider_info import DEFAULT_EMBEDDING_BATCH_SIZE
 
 # Texts per request; declared once, in provider_info (the pipeline reference shows it without Airflow).
@@ -25,32 +30,39 @@ _ENVELOPE_SLACK = 256  # bytes of JSON punctuation and headers-free framing arou
 
 @dataclass
 class Batch:
-    """Texts sent in one request. `number` names the output part; `start` is the global index of
-    the first text, so `data[i].index` of the answer becomes `start + i`."""
+    """The items of a job sent in one request: a unit of work of the runner (`runner.py`).
+    `number` names the output part; `start` is the global index of the first item, so item `i` of
+    the answer (`data[i].index` of an embedding answer) is item `start + i` of the input."""
 
     number: int
     start: int
-    texts: list[str] = field(default_factory=list)
-    ids: list[Any] | None = None  # one per text when the input has ids
+    items: list[Any] = field(default_factory=list)
+    ids: list[Any] | None = None  # one per item when the input has ids
+
+    @property
+    def texts(self) -> list[Any]:
+        """The items of an embedding batch: its texts."""
+        return self.items
 
     @property
     def end(self) -> int:
-        return self.start + len(self.texts)
+        return self.start + len(self.items)
 
-    def describe(self) -> str:
-        return f"batch {self.number} (texts {self.start}-{self.end - 1})"
+    def describe(self, noun: str = "items") -> str:
+        """'batch 3 (texts 192-255)' with `noun` "texts": how messages name the unit."""
+        return f"batch {self.number} ({noun} {self.start}-{self.end - 1})"
 
-    def text_label(self, offset: int) -> str:
-        """'text 770' or "text 770 (id 'doc-9')": how messages name one text of the input."""
-        label = f"text {self.start + offset}"
+    def label(self, offset: int, noun: str = "item") -> str:
+        """'text 770' or "text 770 (id 'doc-9')" with `noun` "text": how messages name one item."""
+        label = f"{noun} {self.start + offset}"
         if self.ids is not None and self.ids[offset] is not None:
             label += f" (id {self.ids[offset]!r})"
         return label
 
     def part(self, first: int, stop: int) -> Batch:
-        """Texts `first` to `stop` (offsets in this batch), as a batch of their own (same number)."""
+        """Items `first` to `stop` (offsets in this batch), as a batch of their own (same number)."""
         ids = self.ids[first:stop] if self.ids is not None else None
-        return Batch(self.number, self.start + first, self.texts[first:stop], ids)
+        return Batch(self.number, self.start + first, self.items[first:stop], ids)
 
 
 def envelope_bytes(model: str, params: dict[str, Any]) -> int:
@@ -98,15 +110,15 @@ def split_batches(
                 f"{max_request_bytes:,} bytes (max_request_bytes) on its own. Split it into smaller texts "
                 "before embedding: it is also far longer than any embedding model's context."
             )
-        if batch.texts and (len(batch.texts) >= batch_size or size + cost > budget):
+        if batch.items and (len(batch.items) >= batch_size or size + cost > budget):
             yield _finished(batch, has_ids)
             batch, size, has_ids = Batch(batch.number + 1, index, [], []), 0, False
-        batch.texts.append(text)
+        batch.items.append(text)
         assert batch.ids is not None  # set to None only once the batch is finished
         batch.ids.append(text_id)
         has_ids = has_ids or text_id is not None
         size += cost
-    if batch.texts:
+    if batch.items:
         yield _finished(batch, has_ids)
 
 

@@ -1,18 +1,19 @@
-"""Embedding inputs read from, and vectors written to, object storage: Airflow's ObjectStoragePath,
-so file://, s3://, gcs://... with an Airflow connection.
+"""A job's inputs read from, and its results written to, object storage: Airflow's
+ObjectStoragePath, so file://, s3://, gcs://... with an Airflow connection.
 
-Input (`read_texts`), streamed line by line, never held whole:
+Input (`read_texts`, the embedding input), streamed line by line, never held whole:
 - `.txt`: one text per line; blank lines are skipped and a text's id is its line number (from 1);
 - anything else is JSON Lines: one object per line, the text in `text_field`, the id (optional)
   in `id_field`.
 
-Output (`PartStore`): a directory of parts, one per batch, named by the batch number
-(`part-000012.jsonl`), each line `{"index": 768, "id": ..., "text_sha256": ..., "embedding": [...]}`.
-A part is written under a temporary name starting with "." and renamed when complete, so a reader
-(or a retried try) never sees half a part: a local rename is atomic, and on object stores the final
-key appears in one piece. `_job.json` records what the parts were made from (model, batching, a
-hash of the input); a retried try with the same job skips the parts already there, a different job
-is refused. `manifest.json` is written last.
+Output (`PartStore`): a directory of parts, one per unit of work, named by its number
+(`part-000012.jsonl`), each line a row the request kind made of a result; an embedding job's rows
+are `{"index": 768, "id": ..., "text_sha256": ..., "embedding": [...]}`. A part is written under a
+temporary name starting with "." and renamed when complete, so a reader (or a retried try) never
+sees half a part: a local rename is atomic, and on object stores the final key appears in one piece.
+`_job.json` records what the parts were made from (model, batching, a hash of the input); a retried
+try with the same job skips the parts already there (`StoredJob`), a different job is refused.
+`manifest.json` is written last.
 
 JSON Lines, not Parquet: pyarrow is in neither of the Airflow lines' constraints this provider is
 tested with, and a 40 MB dependency for the output format alone is not worth it; every vector
@@ -24,13 +25,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ovh_ai_dagfactory.calls.errors import InvalidRequestError
 from ovh_ai_dagfactory.compat import object_storage_path
-from ovh_ai_dagfactory.hooks.embedding_batches import Batch
-from ovh_ai_dagfactory.hooks.errors import InvalidRequestError
+from ovh_ai_dagfactory.jobs.batches import Batch
+from ovh_ai_dagfactory.jobs.progress import JobProgress
 
 PART_FORMAT = "jsonl"
 JOB_FILE = "_job.json"
@@ -89,10 +92,14 @@ def fingerprint(items: Iterator[tuple[Any, str]]) -> tuple[int, str]:
 
 
 class PartStore:
-    """The output directory of one embedding job. Thread-safe for distinct parts."""
+    """The output directory of one job. Thread-safe for distinct parts.
 
-    def __init__(self, url: str, conn_id: str | None = None) -> None:
+    :param kind: names the job in messages ("another embedding job").
+    """
+
+    def __init__(self, url: str, conn_id: str | None = None, *, kind: str) -> None:
         self.url = url
+        self.kind = kind
         self.root = object_storage_path(url, conn_id)
 
     def start(self, job: dict[str, Any]) -> set[int]:
@@ -105,7 +112,7 @@ class PartStore:
             if earlier != job:
                 changed = sorted(key for key in {*job, *earlier} if job.get(key) != earlier.get(key))
                 raise InvalidRequestError(
-                    f"Invalid request: output {self.url} holds the parts of another embedding job "
+                    f"Invalid request: output {self.url} holds the parts of another {self.kind} job "
                     f"({', '.join(changed)} changed since they were written). Write to another output, or empty "
                     "this one to start over; parts are only reused by a retry of the same job."
                 )
@@ -125,25 +132,18 @@ class PartStore:
     def part_name(number: int) -> str:
         return f"part-{number:06d}.{PART_FORMAT}"
 
-    def write_part(self, batch: Batch, vectors: list[list[float]]) -> None:
-        lines = []
-        for offset, (text, vector) in enumerate(zip(batch.texts, vectors, strict=True)):
-            row = {
-                "index": batch.start + offset,
-                "id": batch.ids[offset] if batch.ids is not None else None,
-                "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                "embedding": vector,
-            }
-            lines.append(json.dumps(row, separators=(",", ":")))
-        self._write_atomically(self.root / self.part_name(batch.number), "\n".join(lines) + "\n")
+    def write_part(self, number: int, rows: Iterable[dict[str, Any]]) -> None:
+        """Part `number`: one JSON line per row, compact, in the rows' order."""
+        lines = [json.dumps(row, separators=(",", ":")) for row in rows]
+        self._write_atomically(self.root / self.part_name(number), "\n".join(lines) + "\n")
 
-    def dimensions(self, parts: set[int]) -> int | None:
-        """The vector size, read from the first line of the lowest part (a job all resumed)."""
+    def first_row(self, parts: set[int]) -> dict[str, Any] | None:
+        """The first row of the lowest of `parts` (what a job all resumed reads its shape from)."""
         if not parts:
             return None
         with (self.root / self.part_name(min(parts))).open("r", encoding="utf-8") as stream:
             first = stream.readline()
-        return len(json.loads(first)["embedding"]) if first.strip() else None
+        return json.loads(first) if first.strip() else None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self._write_atomically(self.root / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
@@ -159,6 +159,68 @@ class PartStore:
             if temporary.exists():
                 temporary.unlink()
             raise
+
+
+class StoredJob:
+    """One try of a job whose results go to `store`: `start()` records the job (or finds the parts
+    an earlier try of the same job wrote), `pending()` skips the units already written (counted as
+    skipped in `progress`), `write()` writes a unit's rows, and `manifest()` gives the manifest with
+    the fields every job has. Part of `jobs/`: any request kind's job uses it the same way.
+
+    :param started: the job's start (`time.monotonic()`), for `duration_seconds`.
+    """
+
+    def __init__(self, store: PartStore, progress: JobProgress, *, started: float) -> None:
+        self.store = store
+        self.progress = progress
+        self.started = started
+        self.written: set[int] = set()
+        self.numbers: list[int] = []  # every unit's, in input order: the manifest's parts
+        self.count = 0  # items read: the manifest's count
+
+    def start(self, job: dict[str, Any]) -> None:
+        self.written = self.store.start(job)
+
+    def log_resume(self) -> None:
+        if self.written:
+            self.progress.log.info(
+                "Resuming: %s parts already in %s are kept", f"{len(self.written):,}", self.store.url
+            )
+
+    def pending(self, units: Iterable[Batch]) -> Iterator[Batch]:
+        """`units` less those written by an earlier try (not paid twice). Read by the workers, one
+        at a time (the runner holds a lock around each unit)."""
+        for unit in units:
+            self.numbers.append(unit.number)
+            self.count += len(unit.items)
+            if unit.number in self.written:
+                self.progress.skipped(len(unit.items))
+                continue
+            yield unit
+
+    def write(self, number: int, rows: Iterable[dict[str, Any]]) -> None:
+        self.store.write_part(number, rows)
+
+    def manifest(self, model: str, **fields: Any) -> dict[str, Any]:
+        """The manifest (written as `manifest.json`, returned to XCom): output, format, parts, count,
+        the kind's `fields` (e.g. dimensions), model, usage, duration and the request counters."""
+        progress = self.progress
+        manifest = {
+            "output": self.store.url,
+            "format": PART_FORMAT,
+            "parts": [self.store.part_name(number) for number in self.numbers],
+            "count": self.count,
+            **fields,
+            "model": model,
+            "usage": progress.usage(),
+            "duration_seconds": round(time.monotonic() - self.started, 3),
+            "resumed_parts": len(self.written & set(self.numbers)),
+            "requests": progress.requests,
+            "retries": progress.retries,
+            "rate_limited": progress.rate_limited,
+        }
+        self.store.write_manifest(manifest)
+        return manifest
 
 
 def _jsonl_record(url: str, number: int, line: str, text_field: str, id_field: str | None) -> tuple[Any, str]:
@@ -183,4 +245,13 @@ def _jsonl_record(url: str, number: int, line: str, text_field: str, id_field: s
     return (record.get(id_field) if id_field else None), text
 
 
-__all__ = ["JOB_FILE", "MANIFEST_FILE", "PART_FORMAT", "PartStore", "fingerprint", "fingerprint_file", "read_texts"]
+__all__ = [
+    "JOB_FILE",
+    "MANIFEST_FILE",
+    "PART_FORMAT",
+    "PartStore",
+    "StoredJob",
+    "fingerprint",
+    "fingerprint_file",
+    "read_texts",
+]

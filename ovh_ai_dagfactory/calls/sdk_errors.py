@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ovh_ai_dagfactory.hooks.errors import (
+from ovh_ai_dagfactory.calls.errors import (
     BadRequestError,
     EndpointConnectionError,
     EndpointNotFoundError,
@@ -29,7 +29,7 @@ from ovh_ai_dagfactory.hooks.errors import (
     UnauthorizedError,
     UnprocessableEntityError,
 )
-from ovh_ai_dagfactory.hooks.redaction import redact
+from ovh_ai_dagfactory.calls.redaction import redact
 
 CATALOG_URL = "https://endpoints.ai.cloud.ovh.net/catalog/"
 SDK_RETRIES_DOC = "https://github.com/openai/openai-python#retries"

@@ -1,14 +1,14 @@
-"""One request sent under a pacer and retried by us, not by the SDK: the loop shared by the batches of
-an embedding job (`embedding_runner.py`) and by paced chat requests (`requests_per_minute` on the
-chat operator, whose pacer is shared by every process of the host: `request_pacing.HostPacer`).
+"""One request sent under a pacer and retried by us, not by the SDK: the loop shared by the units of
+a job (`runner.py`) and by paced chat requests (`requests_per_minute` on the
+chat operator, whose pacer is shared by every process of the host: `host_pacing.host_pacer`).
 
 Why our loop and not the SDK's retries (sent with `max_retries=0`): the SDK waits out each 429 for
 its own request, invisible to the other requests under the same limit, which keep sending into it
 and then resume all at once. Here a 429 pauses the pacer (everybody using it) for the server's
 Retry-After. A 5xx, 408, 409, timeout, dropped connection or non-JSON 2xx retries this request
 alone, `max_retries` times with exponential backoff and jitter. A fatal error (401, 404, a bad
-parameter) is raised at once. A refusal (400, 413, 422) is raised as it is: the embedding runner
-narrows a refused batch down to its text.
+parameter) is raised at once. A refusal (400, 413, 422) is raised as it is: the runner hands
+a refused unit to its request kind (the embedding kind narrows a batch down to its text).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from ovh_ai_dagfactory.hooks.errors import (
+from ovh_ai_dagfactory.calls.errors import (
     BadRequestError,
     EndpointConnectionError,
     IncompatibleResponseError,
@@ -29,7 +29,7 @@ from ovh_ai_dagfactory.hooks.errors import (
     UnexpectedResponseError,
     UnprocessableEntityError,
 )
-from ovh_ai_dagfactory.hooks.request_pacing import RequestPacer, Stopped
+from ovh_ai_dagfactory.jobs.pacing import RequestPacer, Stopped
 
 T = TypeVar("T")
 
@@ -49,7 +49,7 @@ class RetryPolicy:
 
 
 class RequestEvents(Protocol):
-    """What a caller counts (the embedding job's progress line)."""
+    """What a caller counts (a job's progress line)."""
 
     def request_sent(self) -> None: ...
     def was_rate_limited(self) -> None: ...
@@ -113,7 +113,7 @@ def send_paced(
                 raise Stopped() from None
             continue
         except (BadRequestError, UnprocessableEntityError, RequestRejectedError):
-            raise  # a refusal: the embedding runner narrows a refused batch down
+            raise  # a refusal: the runner hands it to the unit's request kind
         except OVHCloudAIEndpointsError as error:
             raise with_context(error, what) from None
         pacer.succeeded()

@@ -16,8 +16,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ovh_ai_dagfactory.hooks.errors import IncompatibleResponseError, UnexpectedResponseError
-from ovh_ai_dagfactory.hooks.redaction import redact, redact_json
+from ovh_ai_dagfactory.calls.errors import IncompatibleResponseError, UnexpectedResponseError
+from ovh_ai_dagfactory.calls.redaction import redact, redact_json
 
 _EXCERPT = 200  # characters of the body quoted in a message: enough to recognise a page, short to read
 

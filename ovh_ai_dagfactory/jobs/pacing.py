@@ -14,7 +14,7 @@ spaced again — at the pacing interval, or, without pacing, one every `RESUME_S
 request succeeds.
 
 Where the two times (next start, paused until) live is the pacer's `state`: in this process
-(`ProcessState`, for the workers of one embedding job), or in a file every process of the host
+(`ProcessState`, for the workers of one job), or in a file every process of the host
 shares (`host_pacing.FileState`, for the chat operator's task instances).
 """
 

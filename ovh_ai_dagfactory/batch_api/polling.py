@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ovh_ai_dagfactory.hooks.errors import OVHCloudAIEndpointsError, OVHCloudAIEndpointsFatalError
+from ovh_ai_dagfactory.calls.errors import OVHCloudAIEndpointsError, OVHCloudAIEndpointsFatalError
 
 #: Statuses after which a batch never changes again.
 FINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ovh_ai_dagfactory.hooks.request_pacing import RequestPacer
+from ovh_ai_dagfactory.jobs.pacing import RequestPacer
 
 PACING_DIR_ENV = "OVH_AI_DAGFACTORY_PACING_DIR"
 _STATE = struct.Struct("<dd")  # next start, paused until (UNIX time: the clock all processes share)

@@ -1,10 +1,10 @@
-"""The progress of an embedding job: counters the workers update, and a log line at most every
-`interval` seconds plus one at the end.
+"""The progress of a job: counters the workers update, and a log line at most every `interval`
+seconds plus one at the end. The job names itself and its items; an embedding job's lines:
 
     Embedding progress: 6,400/100,000 texts (6.4%), 100 requests, 51,200 tokens, 3,190 texts/s,
     ETA 29s, 2 retries, 5 rate-limited (429), 1.0 s paused
 
-Only counts and times are logged, never a text, a vector or anything of the connection.
+Only counts and times are logged, never an item, a result or anything of the connection.
 """
 
 from __future__ import annotations
@@ -12,17 +12,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 PROGRESS_INTERVAL = 10.0  # seconds between two progress lines at most
+USAGE_KEYS = ("prompt_tokens", "total_tokens")  # what an embedding answer's usage counts
 
 
-class EmbeddingProgress:
-    """Counters of one embedding job, safe to update from several threads.
+class JobProgress:
+    """Counters of one job, safe to update from several threads.
 
-    :param total: the number of texts, when known (it gives the percentage and the ETA).
+    :param total: the number of items, when known (it gives the percentage and the ETA).
     :param log: where the lines go (the hook's or the operator's logger).
+    :param title: starts each line, e.g. "Embedding" ("Embedding progress: ...", "Embedding done: ...").
+    :param noun: the items, counted, e.g. "texts" ("6,400/100,000 texts", "3,190 texts/s").
+    :param usage_keys: the token counts of the answers' `usage` summed (`usage()`); the line shows
+        `total_tokens`.
     """
 
     def __init__(
@@ -30,21 +35,25 @@ class EmbeddingProgress:
         total: int | None,
         log: logging.Logger | Any,
         *,
+        title: str,
+        noun: str,
+        usage_keys: Sequence[str] = USAGE_KEYS,
         interval: float = PROGRESS_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.total = total
         self.log = log
+        self.title = title
+        self.noun = noun
         self.interval = interval
         self._clock = clock
         self._lock = threading.Lock()
         self.started = clock()
         self._last_line = self.started
-        self.texts_done = 0
-        self.texts_skipped = 0  # already written by an earlier try (resume)
+        self.items_done = 0
+        self.items_skipped = 0  # already written by an earlier try (resume)
         self.requests = 0
-        self.prompt_tokens = 0
-        self.total_tokens = 0
+        self._usage = dict.fromkeys(usage_keys, 0)
         self.retries = 0
         self.rate_limited = 0
         self.paused_seconds = 0.0
@@ -61,16 +70,16 @@ class EmbeddingProgress:
         with self._lock:
             self.rate_limited += 1
 
-    def skipped(self, texts: int) -> None:
+    def skipped(self, items: int) -> None:
         with self._lock:
-            self.texts_skipped += texts
+            self.items_skipped += items
 
-    def batch_done(self, texts: int, usage: dict[str, Any] | None) -> None:
+    def batch_done(self, items: int, usage: dict[str, Any] | None) -> None:
         usage = usage or {}
         with self._lock:
-            self.texts_done += texts
-            self.prompt_tokens += _int(usage.get("prompt_tokens"))
-            self.total_tokens += _int(usage.get("total_tokens"))
+            self.items_done += items
+            for key in self._usage:
+                self._usage[key] += _int(usage.get(key))
 
     @property
     def elapsed(self) -> float:
@@ -81,22 +90,24 @@ class EmbeddingProgress:
         now = self._clock()
         if now - self._last_line >= self.interval:
             self._last_line = now
-            self.log.info("Embedding progress: %s", self.line())
+            self.log.info("%s progress: %s", self.title, self.line())
 
     def log_final(self) -> None:
-        self.log.info("Embedding done: %s", self.line(final=True))
+        self.log.info("%s done: %s", self.title, self.line(final=True))
 
     def line(self, *, final: bool = False) -> str:
         with self._lock:
             elapsed = max(self._clock() - self.started, 1e-9)
-            done = self.texts_done + self.texts_skipped
-            rate = self.texts_done / elapsed
-            parts = [f"{done:,}/{self.total:,} texts" if self.total is not None else f"{done:,} texts"]
+            done = self.items_done + self.items_skipped
+            rate = self.items_done / elapsed
+            noun = self.noun
+            parts = [f"{done:,}/{self.total:,} {noun}" if self.total is not None else f"{done:,} {noun}"]
             if self.total:
                 parts[0] += f" ({100 * done / self.total:.1f}%)"
-            if self.texts_skipped:
-                parts.append(f"{self.texts_skipped:,} already written by an earlier try")
-            parts += [f"{self.requests:,} requests", f"{self.total_tokens:,} tokens", f"{rate:,.0f} texts/s"]
+            if self.items_skipped:
+                parts.append(f"{self.items_skipped:,} already written by an earlier try")
+            tokens = self._usage.get("total_tokens", 0)
+            parts += [f"{self.requests:,} requests", f"{tokens:,} tokens", f"{rate:,.0f} {noun}/s"]
             if final:
                 parts.append(f"in {_duration(elapsed)}")
             elif self.total is not None:
@@ -109,7 +120,7 @@ class EmbeddingProgress:
 
     def usage(self) -> dict[str, int]:
         with self._lock:
-            return {"prompt_tokens": self.prompt_tokens, "total_tokens": self.total_tokens}
+            return dict(self._usage)
 
 
 def _int(value: Any) -> int:
@@ -127,4 +138,4 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-__all__ = ["PROGRESS_INTERVAL", "EmbeddingProgress"]
+__all__ = ["PROGRESS_INTERVAL", "USAGE_KEYS", "JobProgress"]
