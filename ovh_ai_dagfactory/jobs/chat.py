@@ -118,8 +118,10 @@ class ItemErrors:
                 f"Invalid request: on_item_error must be one of {', '.join(map(repr, CHAT_JOB_ON_ITEM_ERROR_MODES))}, "
                 f"not {on_item_error!r}."
             )
-        if isinstance(max_failed_fraction, bool) or not isinstance(max_failed_fraction, (int, float)) or not (
-            0 <= max_failed_fraction <= 1
+        if (
+            isinstance(max_failed_fraction, bool)
+            or not isinstance(max_failed_fraction, (int, float))
+            or not (0 <= max_failed_fraction <= 1)
         ):
             raise InvalidRequestError(
                 f"Invalid request: max_failed_fraction must be a number from 0 to 1, not {max_failed_fraction!r}."
@@ -317,12 +319,16 @@ class _ResultSize:
                 return
         raise ChatResultsTooLargeError(
             f"Chat results too large for XCom: the rows of {self.total:,} items are about "
-            f"{max(self.bytes, projected) / 1e6:,.1f} MB as JSON (from the first {self.rows:,}), over the limit of "
-            f"{self.limit / 1e6:,.1f} MB (max_xcom_bytes). Set `output_uri` to a directory URI (e.g. "
+            f"{_size(max(self.bytes, projected))} as JSON (from the first {self.rows:,}), over the limit of "
+            f"{_size(self.limit)} (max_xcom_bytes). Set `output_uri` to a directory URI (e.g. "
             "output_uri='s3://bucket/answers/' or 'file:///data/answers/'): the rows are written there in parts and "
             "XCom gets a small manifest. Or raise max_xcom_bytes if your XCom backend stores large values outside "
             "the metadata DB."
         )
+
+
+def _size(count: float) -> str:
+    return f"{count / 1e6:,.1f} MB" if count >= 100_000 else f"{count:,.0f} bytes"
 
 
 def _error(error: Exception) -> dict[str, Any]:

@@ -315,7 +315,9 @@ def _jsonl_object(url: str, number: int, line: str) -> dict[str, Any]:
     return record
 
 
-def _jsonl_text(url: str, number: int, record: dict[str, Any], text_field: str, id_field: str | None) -> tuple[Any, str]:
+def _jsonl_text(
+    url: str, number: int, record: dict[str, Any], text_field: str, id_field: str | None
+) -> tuple[Any, str]:
     where = f"{url} line {number}"
     text = record.get(text_field)
     if not isinstance(text, str):
