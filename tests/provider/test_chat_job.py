@@ -42,16 +42,16 @@ def logs_of(capfd, caplog):
 
 
 def run_job(name, **arguments):
-    with DAG(
-        dag_id=dag_id(name), start_date=datetime(2024, 1, 1), schedule=None, params={"label": "news"}
-    ) as dag:
+    with DAG(dag_id=dag_id(name), start_date=datetime(2024, 1, 1), schedule=None, params={"label": "news"}) as dag:
         OVHCloudAIEndpointsChatJobOperator(
             task_id="classify", model=MODEL, requests_per_minute=None, **{"messages": MESSAGES, **arguments}
         )
     return run_dag(dag)
 
 
-def test_a_jsonl_input_gives_rows_in_item_order_with_messages_rendered_per_item(airflow_db, ovh_stub, tmp_path, capfd, caplog):
+def test_a_jsonl_input_gives_rows_in_item_order_with_messages_rendered_per_item(
+    airflow_db, ovh_stub, tmp_path, capfd, caplog
+):
     ovh_stub.latency = 0.02
     ovh_stub.delay(0.3, times=1)  # the first request answers last: rows still come back in item order
     dag_run = run_job("chat_jsonl", input_file=write_jsonl(tmp_path / "docs.jsonl", DOCS), max_concurrency=3)
@@ -94,9 +94,7 @@ def test_a_txt_input_and_inline_items(airflow_db, ovh_stub, tmp_path):
 
 def test_output_schema_gives_json_per_row_and_a_mismatch_is_that_items_error(airflow_db, ovh_stub):
     ovh_stub.structured_output("mismatch", times=1)
-    dag_run = run_job(
-        "chat_schema", items=DOCS, output_schema=SCHEMA, max_concurrency=1, max_failed_fraction=0.5
-    )
+    dag_run = run_job("chat_schema", items=DOCS, output_schema=SCHEMA, max_concurrency=1, max_failed_fraction=0.5)
 
     assert task_states(dag_run) == {"classify": "success"}
     rows = xcom_value(dag_run, "classify")["data"]
@@ -252,3 +250,70 @@ def test_the_messages_are_not_rendered_by_airflow_and_the_ui_shows_them(airflow_
 def test_the_constructor_checks_its_arguments(arguments, message):
     with pytest.raises(InvalidRequestError, match=message):
         OVHCloudAIEndpointsChatJobOperator(task_id="t", model=MODEL, **{"messages": MESSAGES, **arguments})
+
+
+_KILLED_TRY = """
+import sys
+from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
+OVHCloudAIEndpointsHook().chat_items(
+    "gpt-oss-120b", None, lambda item, index: [{"role": "user", "content": item["text"]}],
+    input_file=sys.argv[1], output=sys.argv[2], part_size=2, max_concurrency=1, requests_per_minute=None,
+    render_source=[{"role": "user", "content": "{{ item.text }}"}],  # what the operator's templates are
+)
+"""
+
+
+def test_a_retried_try_sends_only_the_items_without_a_committed_part(airflow_db, ovh_stub, stub_connection, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from provider.shared import REPO_ROOT
+
+    docs = [{"id": f"doc-{i}", "text": f"document number {i}"} for i in range(10)]
+    source = write_jsonl(tmp_path / "docs.jsonl", docs)
+    output = tmp_path / "answers"
+    ovh_stub.latency = 0.2
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "AIRFLOW_CONN_OVH_AI_ENDPOINTS_DEFAULT": json.dumps(stub_connection),
+    }
+    # A first try, killed (SIGKILL: no cleanup of any kind) once it has committed two parts.
+    first = subprocess.Popen([sys.executable, "-c", _KILLED_TRY, source, f"file://{output}"], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(output.glob("part-*.jsonl"))) < 2 and time.monotonic() < deadline:
+            assert first.poll() is None, "the first try ended before it could be killed"
+            time.sleep(0.02)
+    finally:
+        first.kill()
+        first.wait()
+    kept = {p.name: p.read_bytes() for p in output.glob("part-*.jsonl")}
+    assert 2 <= len(kept) < 5 and not (output / "manifest.json").exists()
+    resumed_at = time.monotonic()  # the killed try's request in flight arrived before this
+
+    ovh_stub.latency = 0.0
+    dag_run = run_job(
+        "chat_resume",
+        input_file=source,
+        output_uri=f"file://{output}",
+        part_size=2,
+        max_concurrency=2,
+        messages=[{"role": "user", "content": "{{ item.text }}"}],
+    )
+
+    assert task_states(dag_run) == {"classify": "success"}
+    manifest = xcom_value(dag_run, "classify")
+    assert (manifest["resumed_parts"], manifest["count"], len(manifest["parts"])) == (len(kept), 10, 5)
+    assert manifest["requests"] == 10 - 2 * len(kept)
+    assert {p.name: p.read_bytes() for p in output.glob("part-*.jsonl") if p.name in kept} == kept  # untouched
+    resent = sorted(r.body["messages"][0]["content"] for r in chat_posts(ovh_stub) if r.at >= resumed_at)
+    # Parts commit in any order (workers finish items in any order): the resent items are exactly
+    # those of the parts not committed, whichever they were.
+    kept_parts = {int(name[5:11]) for name in kept}
+    assert resent == sorted(d["text"] for i, d in enumerate(docs) if i // 2 not in kept_parts)
+    rows = [json.loads(line) for part in sorted(output.glob("part-*.jsonl")) for line in part.read_text().splitlines()]
+    assert [r["item_index"] for r in rows] == list(range(10))  # every item exactly once
+    assert [r["content"] for r in rows] == [f"Echo from {MODEL}: {d['text']}" for d in docs]
