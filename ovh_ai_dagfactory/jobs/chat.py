@@ -235,12 +235,19 @@ def chat_items(
         Batch(index, index, [item], [item.get(id_field) if id_field and isinstance(item, dict) else None])
         for index, item in enumerate(records())
     )
-    run = dict(
-        progress=progress,
-        max_concurrency=max_concurrency,
-        requests_per_minute=requests_per_minute,
-        describe=f"Chat job of {total:,} items with model {model}: one request per item",
-    )
+
+    def run(units: Iterable[Batch], on_result: Callable[[BatchResult], None]) -> None:
+        run_job(
+            endpoint,
+            kind,
+            units,
+            on_result,
+            progress=progress,
+            max_concurrency=max_concurrency,
+            requests_per_minute=requests_per_minute,
+            describe=f"Chat job of {total:,} items with model {model}: one request per item",
+        )
+
     answered: list[str] = []
     if output is None:
         rows: dict[int, dict[str, Any]] = {}
@@ -254,7 +261,7 @@ def chat_items(
             if not answered and result.model:
                 answered.append(result.model)
 
-        run_job(endpoint, kind, units, keep, **run)  # type: ignore[arg-type]
+        run(units, keep)
         policy.check_end()
         data = [rows[index] for index in sorted(rows)]
         return {
@@ -290,7 +297,7 @@ def chat_items(
         if not answered and result.model:
             answered.append(result.model)
 
-    run_job(endpoint, kind, stored.pending(units), write, **run)  # type: ignore[arg-type]
+    run(stored.pending(units), write)
     stored.flush()
     policy.check_end()
     return stored.manifest(answered[0] if answered else model, failed=policy.failed)
