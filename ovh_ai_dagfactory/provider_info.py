@@ -25,6 +25,18 @@ DEFAULT_CONN_ID = "ovh_ai_endpoints_default"
 DEFAULT_EMBEDDING_BATCH_SIZE = 64
 DEFAULT_EMBEDDING_CONCURRENCY = 4
 DEFAULT_REQUESTS_PER_MINUTE = 400
+#: How the chat job operator (chat at volume: one request per item) runs when not told otherwise:
+#: items per output part (100,000 items make 100 parts, not 100,000 files), requests in flight,
+#: what a refused item does ("record": its row holds the error and the job goes on; "fail": the
+#: first one fails the task), and the share of failed items above which a recording job fails
+#: anyway, judged once that many items are done (or at the end of a smaller job): a prompt or a
+#: schema that most items fail is a broken job, not a few bad items.
+DEFAULT_CHAT_JOB_PART_SIZE = 1000
+DEFAULT_CHAT_JOB_CONCURRENCY = 4
+DEFAULT_CHAT_JOB_ON_ITEM_ERROR = "record"
+CHAT_JOB_ON_ITEM_ERROR_MODES = ("record", "fail")
+DEFAULT_CHAT_JOB_MAX_FAILED_FRACTION = 0.05
+CHAT_JOB_FAILED_FRACTION_MIN_ITEMS = 20
 
 # Kebab-case, as Airflow 3's provider schema spells it; the hook converts it for Airflow 2.11.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
@@ -79,7 +91,11 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": HOOK_NAME,
-                "python-modules": ["ovh_ai_dagfactory.operators.ai_endpoints", "ovh_ai_dagfactory.operators.batch"],
+                "python-modules": [
+                    "ovh_ai_dagfactory.operators.ai_endpoints",
+                    "ovh_ai_dagfactory.operators.batch",
+                    "ovh_ai_dagfactory.operators.chat_job",
+                ],
             }
         ],
         "triggers": [{"integration-name": HOOK_NAME, "python-modules": ["ovh_ai_dagfactory.triggers.batch"]}],

@@ -54,9 +54,22 @@ def embedding_parameters(kwargs: dict[str, Any]) -> dict[str, Any]:
     return without_none(**{"encoding_format": "float", **kwargs})
 
 
+def json_schema_response_format(name: str, output_schema: Any) -> dict[str, Any]:
+    """The `response_format` an `output_schema` is sent as: a strict `json_schema` named `name`
+    (the chat operators name it after the task id)."""
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": dict(output_schema), "strict": True}}
+
+
 def without_none(**params: Any) -> dict[str, Any]:
     """Parameters the caller set: a None is 'use the model default', so it is not sent at all."""
     return {key: value for key, value in params.items() if value is not None}
 
 
-__all__ = ["CHAT_PARAMETERS", "chat_parameters", "check_parameters", "embedding_parameters", "without_none"]
+__all__ = [
+    "CHAT_PARAMETERS",
+    "chat_parameters",
+    "check_parameters",
+    "embedding_parameters",
+    "json_schema_response_format",
+    "without_none",
+]

@@ -115,6 +115,15 @@ def chat_json(response: Mapping[str, Any], output_schema: Mapping[str, Any] | No
     )
 
 
+def item_error_message(error: BaseException) -> str:
+    """The message of `error` as an item's row records it (chat at volume): without the sentence
+    about what the task does next, which is the operator's, not the item's."""
+    message = str(error)
+    for advice in (_NOT_PASSED_ON, _SAMPLED_AGAIN):
+        message = message.replace(f" {advice}", "")
+    return message
+
+
 def check_output_schema(output_schema: Any) -> Validator:
     """A Draft 2020-12 validator for `output_schema`, or `InvalidRequestError` (fatal) when it is
     not a mapping or not a valid JSON Schema."""
@@ -218,4 +227,4 @@ def _why_no_content(message: Any, content: Any, finish_reason: Any, max_tokens: 
     return returned, "Check the prompt and the model's parameters."
 
 
-__all__ = ["chat_content", "chat_json", "check_output_schema", "embedding_vectors"]
+__all__ = ["chat_content", "chat_json", "check_output_schema", "embedding_vectors", "item_error_message"]

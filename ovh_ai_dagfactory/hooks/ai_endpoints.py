@@ -13,18 +13,27 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ovh_ai_dagfactory.calls.errors import OVHCloudAIEndpointsError, api_key_not_found
-from ovh_ai_dagfactory.calls.parameters import chat_parameters, check_parameters, embedding_parameters
+from ovh_ai_dagfactory.calls.parameters import (
+    chat_parameters,
+    check_parameters,
+    embedding_parameters,
+    json_schema_response_format,
+)
 from ovh_ai_dagfactory.calls.redaction import redact
 from ovh_ai_dagfactory.calls.responses import wire_json
 from ovh_ai_dagfactory.calls.sdk_errors import CallContext, from_openai_error
 from ovh_ai_dagfactory.compat import AirflowNotFoundException, BaseHook, mask_secret
 from ovh_ai_dagfactory.hooks.connection import EndpointSettings, settings_from_connection
-from ovh_ai_dagfactory.jobs import embeddings
+from ovh_ai_dagfactory.jobs import chat, embeddings
 from ovh_ai_dagfactory.jobs.batches import DEFAULT_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES
 from ovh_ai_dagfactory.jobs.runner import DEFAULT_MAX_CONCURRENCY, Endpoint
 from ovh_ai_dagfactory.provider_info import (
     CONN_TYPE,
     DEFAULT_BASE_URL,
+    DEFAULT_CHAT_JOB_CONCURRENCY,
+    DEFAULT_CHAT_JOB_MAX_FAILED_FRACTION,
+    DEFAULT_CHAT_JOB_ON_ITEM_ERROR,
+    DEFAULT_CHAT_JOB_PART_SIZE,
     DEFAULT_CONN_ID,
     DEFAULT_REQUESTS_PER_MINUTE,  # the embedding jobs' pacing (OVH's limit per model with a token); re-exported
     HOOK_NAME,
@@ -146,7 +155,7 @@ class OVHCloudAIEndpointsHook(BaseHook):
         and `timeout`. A parameter left at None is not sent.
         """
         params = chat_parameters(temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, **kwargs)
-        return self._chat_sender(self.get_conn(), model, messages, params)()
+        return self._chat_sender(self.get_conn(), model, params)(messages)
 
     def paced_chat_completion(
         self, requests_per_minute: float, model: str, messages: list[dict[str, Any]], **kwargs: Any
@@ -159,11 +168,9 @@ class OVHCloudAIEndpointsHook(BaseHook):
         from ovh_ai_dagfactory.jobs.retries import RetryPolicy, send_paced
 
         # Everything but the request itself before the first turn: a turn is not spent on setup.
-        send = self._chat_sender(
-            self.get_conn().with_options(max_retries=0), model, messages, chat_parameters(**kwargs)
-        )
+        send = self._chat_sender(self.get_conn().with_options(max_retries=0), model, chat_parameters(**kwargs))
         return send_paced(
-            send,
+            lambda: send(messages),
             host_pacer(self.settings.base_url, model, requests_per_minute),
             RetryPolicy(max_retries=self.settings.max_retries),
             what=f"chat completion of {model}",
@@ -216,7 +223,7 @@ class OVHCloudAIEndpointsHook(BaseHook):
             embeddings.check_response_size(response, texts.count, max_result_bytes)
             return response
         return embeddings.embed_texts(
-            self._job_endpoint(model, params),
+            self._job_endpoint(lambda: self.embedding_sender(model, params)),
             model,
             texts,
             batch_size=batch_size,
@@ -256,7 +263,7 @@ class OVHCloudAIEndpointsHook(BaseHook):
         """
         params = embedding_parameters(kwargs)
         return embeddings.embed_to_storage(
-            self._job_endpoint(model, params),
+            self._job_endpoint(lambda: self.embedding_sender(model, params)),
             model,
             output=output,
             output_conn_id=output_conn_id,
@@ -280,10 +287,63 @@ class OVHCloudAIEndpointsHook(BaseHook):
         check_parameters(client.embeddings.with_raw_response.create, "embedding", "embeddings.create", params)
         return lambda texts: self._embedding_request(client, model, texts, params)
 
-    def _job_endpoint(self, model: str, params: dict[str, Any]) -> Endpoint:
-        """This connection as an embedding job of `jobs/` sees it (read once its requests start)."""
+    def chat_items(
+        self,
+        model: str,
+        items: Iterable[Any] | None,
+        render: chat.Render,
+        *,
+        input_file: str | None = None,
+        input_conn_id: str | None = None,
+        id_field: str | None = "id",
+        output: str | None = None,
+        output_conn_id: str | None = None,
+        part_size: int = DEFAULT_CHAT_JOB_PART_SIZE,
+        max_concurrency: int = DEFAULT_CHAT_JOB_CONCURRENCY,
+        requests_per_minute: float | None = DEFAULT_REQUESTS_PER_MINUTE,
+        on_item_error: str = DEFAULT_CHAT_JOB_ON_ITEM_ERROR,
+        max_failed_fraction: float = DEFAULT_CHAT_JOB_MAX_FAILED_FRACTION,
+        max_result_bytes: int | None = None,
+        output_schema: dict[str, Any] | None = None,
+        output_schema_name: str = "output",
+        render_source: Any = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Chat at volume: one chat completion per item of `items` (a list) or `input_file` (JSON Lines
+        or .txt URI), its messages `render(item, item_index)`, run by the job runner. With `output`
+        (a directory URI) returns the manifest, the rows in parts of `part_size` items (resumable);
+        without, `{"object": "list", "data": [rows], "model", "usage", "failed"}` (refused over
+        `max_result_bytes`). `render_source` (the templates) is hashed into `_job.json`; `kwargs`
+        are `chat_completion`'s. Rows, errors policy, resume: `jobs/chat.py`, docs/provider.md.
+        """
+        params = chat_parameters(**kwargs)
+        if output_schema is not None:
+            params["response_format"] = json_schema_response_format(output_schema_name, output_schema)
+        return chat.chat_items(
+            self._job_endpoint(lambda: self._chat_sender(self.get_conn().with_options(max_retries=0), model, params)),
+            model,
+            items=items,
+            input_file=input_file,
+            input_conn_id=input_conn_id,
+            id_field=id_field,
+            render=render,
+            render_source=render_source,
+            output=output,
+            output_conn_id=output_conn_id,
+            part_size=part_size,
+            max_concurrency=max_concurrency,
+            requests_per_minute=requests_per_minute,
+            on_item_error=on_item_error,
+            max_failed_fraction=max_failed_fraction,
+            max_result_bytes=max_result_bytes,
+            output_schema=output_schema,
+            params=params,
+        )
+
+    def _job_endpoint(self, sender: Callable[[], Callable[[Any], dict[str, Any]]]) -> Endpoint:
+        """This connection as a job of `jobs/` sees it (read once its requests start)."""
         return Endpoint(
-            sender=lambda: self.embedding_sender(model, params),
+            sender=sender,
             max_retries=lambda: self.settings.max_retries,
             log=self.log,
         )
@@ -307,13 +367,13 @@ class OVHCloudAIEndpointsHook(BaseHook):
     # -- helpers ---------------------------------------------------------------------------------
 
     def _chat_sender(
-        self, client: openai.OpenAI, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
-    ) -> Callable[[], dict[str, Any]]:
-        """The chat request, its parameters checked against the SDK now; sent at each call."""
+        self, client: openai.OpenAI, model: str, params: dict[str, Any]
+    ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+        """Sends a chat request of `messages` at each call; its parameters checked against the SDK now."""
         create = client.chat.completions.with_raw_response.create
         check_parameters(create, "chat completion", "chat.completions.create", params)
 
-        def send() -> dict[str, Any]:
+        def send(messages: list[dict[str, Any]]) -> dict[str, Any]:
             with self._translated_errors("chat completion", model):
                 raw = create(model=model, messages=messages, **self._with_auth(params))  # type: ignore[arg-type]
             return self._parsed(raw, "chat completion", model)

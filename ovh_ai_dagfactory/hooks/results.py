@@ -1,5 +1,5 @@
 """The results of an answer (`chat_content`, `chat_json`, `check_output_schema`,
-`embedding_vectors`), at the path docs/provider.md first gave users.
+`embedding_vectors`, `item_error_message`), at the path docs/provider.md first gave users.
 
 The code lives in `ovh_ai_dagfactory.calls.results`; this path is kept so that
 `from ovh_ai_dagfactory.hooks.results import chat_json` keeps working. Nothing in the package
@@ -8,6 +8,12 @@ imports this module (tests/test_layers.py checks).
 
 from __future__ import annotations
 
-from ovh_ai_dagfactory.calls.results import chat_content, chat_json, check_output_schema, embedding_vectors
+from ovh_ai_dagfactory.calls.results import (
+    chat_content,
+    chat_json,
+    check_output_schema,
+    embedding_vectors,
+    item_error_message,
+)
 
-__all__ = ["chat_content", "chat_json", "check_output_schema", "embedding_vectors"]
+__all__ = ["chat_content", "chat_json", "check_output_schema", "embedding_vectors", "item_error_message"]

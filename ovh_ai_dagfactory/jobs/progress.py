@@ -4,6 +4,9 @@ seconds plus one at the end. The job names itself and its items; an embedding jo
     Embedding progress: 6,400/100,000 texts (6.4%), 100 requests, 51,200 tokens, 3,190 texts/s,
     ETA 29s, 2 retries, 5 rate-limited (429), 1.0 s paused
 
+A job whose items can fail on their own (chat at volume) counts them (`counts_failures`), and its
+lines say so after the count: `Chat progress: 400/1,000 items (40.0%), 3 failed, ...`.
+
 Only counts and times are logged, never an item, a result or anything of the connection.
 """
 
@@ -17,6 +20,7 @@ from typing import Any
 
 PROGRESS_INTERVAL = 10.0  # seconds between two progress lines at most
 USAGE_KEYS = ("prompt_tokens", "total_tokens")  # what an embedding answer's usage counts
+CHAT_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")  # what a chat answer's counts
 
 
 class JobProgress:
@@ -28,6 +32,7 @@ class JobProgress:
     :param noun: the items, counted, e.g. "texts" ("6,400/100,000 texts", "3,190 texts/s").
     :param usage_keys: the token counts of the answers' `usage` summed (`usage()`); the line shows
         `total_tokens`.
+    :param counts_failures: the items can fail one by one (`item_failed`): the lines show how many.
     """
 
     def __init__(
@@ -38,6 +43,7 @@ class JobProgress:
         title: str,
         noun: str,
         usage_keys: Sequence[str] = USAGE_KEYS,
+        counts_failures: bool = False,
         interval: float = PROGRESS_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -52,6 +58,8 @@ class JobProgress:
         self._last_line = self.started
         self.items_done = 0
         self.items_skipped = 0  # already written by an earlier try (resume)
+        self.counts_failures = counts_failures
+        self.items_failed = 0  # of the items done or skipped, those whose row records an error
         self.requests = 0
         self._usage = dict.fromkeys(usage_keys, 0)
         self.retries = 0
@@ -73,6 +81,10 @@ class JobProgress:
     def skipped(self, items: int) -> None:
         with self._lock:
             self.items_skipped += items
+
+    def item_failed(self, items: int = 1) -> None:
+        with self._lock:
+            self.items_failed += items
 
     def batch_done(self, items: int, usage: dict[str, Any] | None) -> None:
         usage = usage or {}
@@ -104,6 +116,8 @@ class JobProgress:
             parts = [f"{done:,}/{self.total:,} {noun}" if self.total is not None else f"{done:,} {noun}"]
             if self.total:
                 parts[0] += f" ({100 * done / self.total:.1f}%)"
+            if self.counts_failures:
+                parts.append(f"{self.items_failed:,} failed")
             if self.items_skipped:
                 parts.append(f"{self.items_skipped:,} already written by an earlier try")
             tokens = self._usage.get("total_tokens", 0)
@@ -138,4 +152,4 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-__all__ = ["PROGRESS_INTERVAL", "USAGE_KEYS", "JobProgress"]
+__all__ = ["CHAT_USAGE_KEYS", "PROGRESS_INTERVAL", "USAGE_KEYS", "JobProgress"]

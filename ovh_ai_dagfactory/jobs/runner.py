@@ -39,7 +39,7 @@ from ovh_ai_dagfactory.calls.errors import (
     UnprocessableEntityError,
 )
 from ovh_ai_dagfactory.jobs.batches import Batch
-from ovh_ai_dagfactory.jobs.pacing import RequestPacer
+from ovh_ai_dagfactory.jobs.pacing import RequestPacer, Stopped
 from ovh_ai_dagfactory.jobs.progress import JobProgress
 from ovh_ai_dagfactory.jobs.retries import RetryPolicy, send_paced, with_context
 from ovh_ai_dagfactory.provider_info import DEFAULT_EMBEDDING_CONCURRENCY
@@ -210,10 +210,19 @@ def run_batches(
         workers = [pool.submit(run_worker, n >= max_concurrency) for n in range(max_concurrency + spares)]
         try:
             pending = set(workers)
+            stopped: list[BaseException] = []
             while pending:
                 done, pending = wait(pending, timeout=_HEARTBEAT, return_when=FIRST_EXCEPTION)
+                # A unit's error (or the input's), raised here. A worker's `Stopped` is only the echo
+                # of the error that stopped the job, which may end a moment later: waited for.
                 for future in done:
-                    future.result()  # a unit's error (or the input's), raised here
+                    error = future.exception()
+                    if isinstance(error, Stopped):
+                        stopped.append(error)
+                    elif error is not None:
+                        raise error
+            if stopped:
+                raise stopped[0]
                 progress.paused_seconds = pacer.paused_seconds
                 progress.maybe_log()
         except BaseException:

@@ -1,10 +1,11 @@
 """A job's inputs read from, and its results written to, object storage: Airflow's
 ObjectStoragePath, so file://, s3://, gcs://... with an Airflow connection.
 
-Input (`read_texts`, the embedding input), streamed line by line, never held whole:
+Input (`read_texts`, the embedding input; `read_records`, a chat job's items), streamed line by
+line, never held whole:
 - `.txt`: one text per line; blank lines are skipped and a text's id is its line number (from 1);
 - anything else is JSON Lines: one object per line, the text in `text_field`, the id (optional)
-  in `id_field`.
+  in `id_field` (a chat job's item is the whole object).
 
 Output (`PartStore`): a directory of parts, one per unit of work, named by its number
 (`part-000012.jsonl`), each line a row the request kind made of a result; an embedding job's rows
@@ -13,7 +14,8 @@ temporary name starting with "." and renamed when complete, so a reader (or a re
 sees half a part: a local rename is atomic, and on object stores the final key appears in one piece.
 `_job.json` records what the parts were made from (model, batching, a hash of the input); a retried
 try with the same job skips the parts already there (`StoredJob`), a different job is refused.
-`manifest.json` is written last.
+`manifest.json` is written last. A job of one request per item (chat) groups its items'
+rows into parts of `part_size` items (`GroupedStoredJob`): the same files, fewer of them.
 
 JSON Lines, not Parquet: pyarrow is in neither of the Airflow lines' constraints this provider is
 tested with, and a 40 MB dependency for the output format alone is not worth it; every vector
@@ -25,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -45,18 +48,30 @@ def read_texts(
     url: str, *, text_field: str = "text", id_field: str | None = None, conn_id: str | None = None
 ) -> Iterator[tuple[Any, str]]:
     """`(id, text)` of each text of the file at `url`, in file order, read as a stream."""
+    for number, line, plain in _lines(url, conn_id):
+        if plain:
+            yield number, line
+            continue
+        yield _jsonl_text(url, number, _jsonl_object(url, number, line), text_field, id_field)
+
+
+def read_records(url: str, *, conn_id: str | None = None) -> Iterator[dict[str, Any]]:
+    """Each record of the file at `url`, in file order, read as a stream: a JSON Lines object as it
+    is, a line of a `.txt` file as `{"id": <line number>, "text": <line>}` (the items of a chat job)."""
+    for number, line, plain in _lines(url, conn_id):
+        yield {"id": number, "text": line} if plain else _jsonl_object(url, number, line)
+
+
+def _lines(url: str, conn_id: str | None) -> Iterator[tuple[int, str, bool]]:
+    """`(line number, line, the file is .txt)` of each non-blank line of the file at `url`."""
     path = object_storage_path(url, conn_id)
     plain = path.name.lower().endswith(".txt")
     with path.open("r", encoding="utf-8") as stream:
         # readline, not iteration: Airflow 2.11's file wrapper is not iterable.
         for number, line in enumerate(iter(stream.readline, ""), start=1):
             line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if plain:
-                yield number, line
-                continue
-            yield _jsonl_record(url, number, line, text_field, id_field)
+            if line.strip():
+                yield number, line, plain
 
 
 def fingerprint_file(url: str, *, conn_id: str | None = None) -> tuple[int, str]:
@@ -145,6 +160,13 @@ class PartStore:
             first = stream.readline()
         return json.loads(first) if first.strip() else None
 
+    def read_part(self, number: int) -> Iterator[dict[str, Any]]:
+        """The rows of part `number`, in order, read as a stream."""
+        with (self.root / self.part_name(number)).open("r", encoding="utf-8") as stream:
+            for line in iter(stream.readline, ""):
+                if line.strip():
+                    yield json.loads(line)
+
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self._write_atomically(self.root / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
 
@@ -223,7 +245,63 @@ class StoredJob:
         return manifest
 
 
-def _jsonl_record(url: str, number: int, line: str, text_field: str, id_field: str | None) -> tuple[Any, str]:
+class GroupedStoredJob(StoredJob):
+    """A `StoredJob` whose units are single items (chat at volume: one request per item) and whose
+    parts group `part_size` consecutive items: part `p` holds the rows of items `p * part_size` to
+    `(p + 1) * part_size - 1`, in item order, and is committed when all of them are done, so
+    100,000 items make 100 parts, not 100,000 files. Units are numbered by their item's index.
+    A retried try skips every item of a committed part; the items of a part that was not complete
+    are sent again.
+
+    :param total: the number of items (read before the job starts): how many rows the last part has.
+    """
+
+    def __init__(self, store: PartStore, progress: JobProgress, *, started: float, part_size: int, total: int) -> None:
+        super().__init__(store, progress, started=started)
+        self.part_size = part_size
+        self.total = total
+        self._rows: dict[int, list[dict[str, Any]]] = {}  # rows of the parts not complete yet
+        self._lock = threading.Lock()
+
+    def part_of(self, unit: Batch) -> int:
+        return unit.start // self.part_size
+
+    def pending(self, units: Iterable[Batch]) -> Iterator[Batch]:
+        for unit in units:
+            part = self.part_of(unit)
+            if not self.numbers or self.numbers[-1] != part:
+                self.numbers.append(part)
+            self.count += len(unit.items)
+            if part in self.written:
+                self.progress.skipped(len(unit.items))
+                continue
+            yield unit
+
+    def write(self, number: int, rows: Iterable[dict[str, Any]]) -> None:
+        """Keep the rows of item `number`; commit its part once every item of it is there."""
+        part = number // self.part_size
+        expected = min(self.part_size, self.total - part * self.part_size)
+        with self._lock:
+            held = self._rows.setdefault(part, [])
+            held.extend(rows)
+            if len(held) < expected:
+                return
+            del self._rows[part]
+        self._commit(part, held)
+
+    def flush(self) -> None:
+        """Commit the parts still held: at the end of a job whose input had fewer items than
+        counted before it started (the file changed under it)."""
+        with self._lock:
+            held, self._rows = self._rows, {}
+        for part, rows in sorted(held.items()):
+            self._commit(part, rows)
+
+    def _commit(self, part: int, rows: list[dict[str, Any]]) -> None:
+        self.store.write_part(part, sorted(rows, key=lambda row: row["item_index"]))
+
+
+def _jsonl_object(url: str, number: int, line: str) -> dict[str, Any]:
     where = f"{url} line {number}"
     try:
         record = json.loads(line)
@@ -234,6 +312,13 @@ def _jsonl_record(url: str, number: int, line: str, text_field: str, id_field: s
         ) from None
     if not isinstance(record, dict):
         raise InvalidRequestError(f"Invalid request: {where} is a JSON {type(record).__name__}, not an object.")
+    return record
+
+
+def _jsonl_text(
+    url: str, number: int, record: dict[str, Any], text_field: str, id_field: str | None
+) -> tuple[Any, str]:
+    where = f"{url} line {number}"
     text = record.get(text_field)
     if not isinstance(text, str):
         found = ", ".join(repr(key) for key in list(record)[:8])
@@ -249,9 +334,11 @@ __all__ = [
     "JOB_FILE",
     "MANIFEST_FILE",
     "PART_FORMAT",
+    "GroupedStoredJob",
     "PartStore",
     "StoredJob",
     "fingerprint",
     "fingerprint_file",
+    "read_records",
     "read_texts",
 ]

@@ -38,7 +38,7 @@ from functools import cached_property
 from typing import Any
 
 from ovh_ai_dagfactory.calls.errors import InvalidRequestError
-from ovh_ai_dagfactory.calls.parameters import CHAT_PARAMETERS
+from ovh_ai_dagfactory.calls.parameters import CHAT_PARAMETERS, json_schema_response_format
 from ovh_ai_dagfactory.calls.results import chat_content, chat_json, check_output_schema, embedding_vectors
 from ovh_ai_dagfactory.compat import BaseOperator, Context
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
@@ -179,14 +179,7 @@ class OVHCloudAIEndpointsChatCompletionsOperator(OVHCloudAIEndpointsBaseOperator
         }
         if self.output_schema is not None:
             _one_response_format(extra)  # again: a whole-dict template is known only now
-            request["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": schema_name(self.task_id),
-                    "schema": dict(self.output_schema),
-                    "strict": True,
-                },
-            }
+            request["response_format"] = json_schema_response_format(schema_name(self.task_id), self.output_schema)
         return request
 
     def call_endpoint(self, request: dict[str, Any]) -> dict[str, Any]:

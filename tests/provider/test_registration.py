@@ -128,6 +128,7 @@ def test_provider_info_declares_hook_operators_and_connection_type():
     assert info["operators"][0]["python-modules"] == [
         "ovh_ai_dagfactory.operators.ai_endpoints",
         "ovh_ai_dagfactory.operators.batch",
+        "ovh_ai_dagfactory.operators.chat_job",
     ]
 
 

@@ -21,6 +21,7 @@ from ovh_ai_dagfactory.operators.ai_endpoints import (
     OVHCloudAIEndpointsEmbeddingOperator,
 )
 from ovh_ai_dagfactory.operators.batch import OVHCloudAIEndpointsBatchOperator
+from ovh_ai_dagfactory.operators.chat_job import OVHCloudAIEndpointsChatJobOperator
 from provider.conftest import dag_id, set_env_connection
 from provider.shared import CONN_ID, TEST_TOKEN, run_dag, task_states, xcom_value
 
@@ -327,13 +328,32 @@ def test_the_completion_kwargs_example_of_docs_provider_md(airflow_db, stub_conn
             {"temperature": None, "max_tokens": None, "top_p": None, "stop": None},
         ),
         (
+            OVHCloudAIEndpointsChatJobOperator.__init__,
+            ["self", "model", "messages", "items", "input_file", "input_conn_id", "id_field"],
+            [
+                "completion_kwargs",
+                "output_schema",
+                "output_uri",
+                "output_conn_id",
+                "part_size",
+                "max_concurrency",
+                "requests_per_minute",
+                "on_item_error",
+                "max_failed_fraction",
+                "max_xcom_bytes",
+                "ovh_conn_id",
+                "kwargs",
+            ],
+            {"temperature": None, "max_tokens": None, "top_p": None, "stop": None},
+        ),
+        (
             OVHCloudAIEndpointsHook.chat_completion,
             ["self", "model", "messages"],
             ["kwargs"],
             {"temperature": None, "max_tokens": None, "top_p": None, "stop": None},
         ),
     ],
-    ids=["chat operator", "batch operator", "hook"],
+    ids=["chat operator", "batch operator", "chat job operator", "hook"],
 )
 def test_each_chat_signature_takes_exactly_the_declared_chat_parameters(function, before, after, defaults):
     # CHAT_PARAMETERS (calls/parameters.py) is the one list; the signatures keep explicit keyword
