@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 from collections.abc import MutableMapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,11 @@ def load_pipelines(
     """
     if namespace is None:
         namespace = sys._getframe(1).f_globals
-    with collector_paused():
-        return _load(folder, namespace, shard, shards, cache_dir)
+    only_dag_id = _requested_dag_id()
+    # A full load reads and builds many files: the collector is paused meanwhile (collector_paused
+    # says why). A task run builds one DAG, which gives a pause nothing to save.
+    with nullcontext() if only_dag_id else collector_paused():
+        return _load(folder, namespace, shard, shards, cache_dir, only_dag_id)
 
 
 def _load(
@@ -83,6 +87,7 @@ def _load(
     shard: int | None,
     shards: int | None,
     cache_dir: str | os.PathLike[str] | bool | None,
+    only_dag_id: str | None,
 ) -> LoadResult:
     _check_shard(shard, shards)
     pipelines_folder = resolve_folder(folder, namespace).absolute()
@@ -93,7 +98,7 @@ def _load(
         )
     loader_file = namespace.get("__file__")
     cache = SpecCache.default(cache_dir)
-    result = LoadResult(folder=pipelines_folder, only_dag_id=_requested_dag_id())
+    result = LoadResult(folder=pipelines_folder, only_dag_id=only_dag_id)
     dagbag = importing_dagbag()
     builder = _Builder(result, namespace, loader_file, pipelines_folder, dagbag)
 

@@ -168,15 +168,22 @@ def declared_fields(cls: type) -> tuple[DeclaredField, ...]:
 def plain_value(value: Any) -> Any:
     """A spec value as plain data for Airflow: tuples become lists, declared objects (a message,
     default_args) mappings of their fields that are set."""
-    if isinstance(value, tuple):
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:  # most values: checked first, the loader maps every field of every step
+        return value
+    if kind is tuple:
         return [plain_value(item) for item in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            item.name: plain_value(getattr(value, item.name))
-            for item in declared_fields(type(value))
-            if getattr(value, item.name) not in (None, ())
-        }
+        plain = {}
+        for item in declared_fields(kind):
+            field_value = getattr(value, item.name)
+            if field_value is not None and field_value != ():
+                plain[item.name] = plain_value(field_value)
+        return plain
     return value
+
+
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 # -- shapes ------------------------------------------------------------------------------------
