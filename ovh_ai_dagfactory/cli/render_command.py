@@ -13,7 +13,13 @@ import sys
 from datetime import timedelta
 from typing import Any, TextIO
 
-from ovh_ai_dagfactory.factory.mapping import batch_arguments, dag_arguments, operator_name, step_arguments
+from ovh_ai_dagfactory.factory.mapping import (
+    batch_arguments,
+    dag_arguments,
+    operator_name,
+    runs_in_task,
+    step_arguments,
+)
 from ovh_ai_dagfactory.spec.declare import plain_value
 from ovh_ai_dagfactory.spec.errors import PipelineInvalid
 from ovh_ai_dagfactory.spec.fan_out import items_task_id, needs_items_task
@@ -88,6 +94,9 @@ def render_text(pipeline: Pipeline, out: TextIO) -> None:
         )
         if step.for_each is not None and step.mode == "batch":
             out.write(f"    for_each: {_value(plain_value(step.for_each))}  (one batch job: one request per item)\n")
+        elif runs_in_task(step):
+            source = "the lines of input_file" if step.input_file is not None else "the items (items below)"
+            out.write(f"    one task over {source}: one request per item, messages rendered per item\n")
         elif step.for_each is not None:
             how = (
                 f"the list comes from task {items_task_id(step.step_id)}"

@@ -20,7 +20,7 @@ from ovh_ai_dagfactory.compat import (
     is_airflow_refusal,
     is_policy_skip,
 )
-from ovh_ai_dagfactory.factory.mapping import batch_arguments, dag_arguments, step_arguments
+from ovh_ai_dagfactory.factory.mapping import batch_arguments, dag_arguments, step_arguments, step_kind
 from ovh_ai_dagfactory.spec.declare import plain_value
 from ovh_ai_dagfactory.spec.errors import PipelineError, PipelineInvalid
 from ovh_ai_dagfactory.spec.fan_out import items_task_id, needs_items_task
@@ -99,16 +99,20 @@ def _construct(pipeline: Pipeline, fileloc: str | None, source_label: str | None
     dag = DAG(**_with_assets(arguments, "schedule"))
     if fileloc is not None:
         dag.fileloc = fileloc
-    kinds = {step.step_id: step.kind for step in pipeline.steps}
-    mapped = tuple(step.step_id for step in pipeline.steps if step.for_each is not None)
+    kinds = {step.step_id: step_kind(step) for step in pipeline.steps}
+    # Steps expanded into mapped tasks: a for_each step, unless its items run in one task (or batch).
+    mapped = tuple(
+        step.step_id for step in pipeline.steps if step.for_each is not None and kinds[step.step_id] != "chat_job"
+    )
     shared: dict[str, Any] = {"dag": dag, "step_kinds": kinds, **({"mapped_steps": mapped} if mapped else {})}
     tasks: dict[str, Any] = {}
     edges: dict[str, tuple[str, ...]] = {}  # task id → upstream task ids not implied by an expansion
     for step in pipeline.steps:
         building[:] = [step]
         arguments = {**shared, **_with_assets(step_arguments(step, pipeline), "outlets")}
-        operator = OPERATOR_BY_KIND[step.kind]
-        edges[step.step_id] = _task_upstream(step, upstream[step.step_id])
+        operator = OPERATOR_BY_KIND[kinds[step.step_id]]
+        in_task = kinds[step.step_id] == "chat_job"  # no items task: it waits for what for_each reads itself
+        edges[step.step_id] = upstream[step.step_id] if in_task else _task_upstream(step, upstream[step.step_id])
         if step.mode == "batch":  # one task for the whole step: the platform runs its requests
             from ovh_ai_dagfactory.factory.batch_step import PipelineBatchOperator
 
@@ -117,7 +121,7 @@ def _construct(pipeline: Pipeline, fileloc: str | None, source_label: str | None
                 batch["for_each"] = plain_value(step.for_each)
             edges[step.step_id] = upstream[step.step_id]
             tasks[step.step_id] = PipelineBatchOperator(**_after_fan_out(batch, edges[step.step_id], mapped))
-        elif step.for_each is None:
+        elif step.for_each is None or in_task:  # one task (a chat job runs its items inside)
             tasks[step.step_id] = operator(**_after_fan_out(arguments, edges[step.step_id], mapped))
         elif not needs_items_task(step.for_each):
             tasks[step.step_id] = operator.partial(**_after_fan_out(arguments, edges[step.step_id], mapped)).expand(

@@ -13,13 +13,14 @@ from typing import Any
 
 from ovh_ai_dagfactory.provider_info import DEFAULT_CONN_ID
 from ovh_ai_dagfactory.spec.declare import REQUEST, SAME, declared_fields, plain_value
-from ovh_ai_dagfactory.spec.model import Pipeline, Step
+from ovh_ai_dagfactory.spec.model import ChatStep, Pipeline, Step
 
 #: The provider operator each step kind becomes (the builder uses thin subclasses of these).
 OPERATOR_NAMES = {
     "chat": "OVHCloudAIEndpointsChatCompletionsOperator",
     "embedding": "OVHCloudAIEndpointsEmbeddingOperator",
     "batch": "OVHCloudAIEndpointsBatchOperator",  # any kind, with `mode: batch`
+    "chat_job": "OVHCloudAIEndpointsChatJobOperator",  # a chat step over many items in one task
 }
 #: DAG arguments passed even when unset: Airflow 2.11's default schedule is daily, not manual.
 _ALWAYS = ("schedule",)
@@ -95,6 +96,8 @@ def step_arguments(step: Step, pipeline: Pipeline) -> dict[str, Any]:
         arguments["ovh_conn_id"] = connection
     if isinstance(arguments.get("input_file"), str):
         arguments["input_file"] = file_uri(arguments["input_file"], pipeline.source_file)
+    if runs_in_task(step) and step.for_each is not None:
+        arguments["items"] = plain_value(step.for_each)  # the chat job operator's inline items
     return arguments
 
 
@@ -110,7 +113,17 @@ def file_uri(location: str, source_file: str) -> str:
 
 def operator_name(step: Step) -> str:
     """The provider operator a step becomes."""
-    return OPERATOR_NAMES["batch" if step.mode == "batch" else step.kind]
+    return OPERATOR_NAMES["batch" if step.mode == "batch" else step_kind(step)]
+
+
+def step_kind(step: Step) -> str:
+    """What `steps.<id>` reads a step as (spec.references.OUTPUTS_BY_KIND): its kind, or "chat_job"
+    for a chat step whose items all run in one task."""
+    return "chat_job" if runs_in_task(step) else step.kind
+
+
+def runs_in_task(step: Step) -> bool:
+    return isinstance(step, ChatStep) and step.runs_in_task and step.mode != "batch"
 
 
 def batch_arguments(step: Step, pipeline: Pipeline) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from ovh_ai_dagfactory.operators.ai_endpoints import (
     OVHCloudAIEndpointsChatCompletionsOperator,
     OVHCloudAIEndpointsEmbeddingOperator,
 )
+from ovh_ai_dagfactory.operators.chat_job import OVHCloudAIEndpointsChatJobOperator
 from ovh_ai_dagfactory.spec.declare import SAME, declared_fields
 from ovh_ai_dagfactory.spec.model import STEP_CLASSES
 from ovh_ai_dagfactory.spec.native_values import NotNative, render_native
@@ -127,6 +128,30 @@ class PipelineEmbeddingOperator(_PipelineTemplates, OVHCloudAIEndpointsEmbedding
             super().check_result(response, request)
 
 
+class PipelineChatJobOperator(_PipelineTemplates, OVHCloudAIEndpointsChatJobOperator):
+    """A pipeline's chat step over many items in one task (input_file, or for_each_mode: in_task):
+    the provider's chat job operator, with `steps.<id>` in its templates and in its per-item messages
+    (the job renders them with the context these templates were rendered with).
+
+    :param step_kinds: step id → kind ("chat", "embedding", "chat_job") of the pipeline's steps.
+    :param mapped_steps: ids of the steps that run once per item as mapped tasks.
+    """
+
+    custom_operator_name = OPERATOR_NAMES["chat_job"]
+
+    def __init__(
+        self,
+        *,
+        step_kinds: Mapping[str, str],
+        mapped_steps: Collection[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.step_kinds = step_kinds
+        self.mapped_steps = mapped_steps
+        self.item = NO_ITEM
+
+
 class ForEachItemsOperator(BaseOperator):
     """Renders a for_each step's `for_each` template into the list the step is expanded over.
 
@@ -181,7 +206,13 @@ _NATIVE_FIELDS = {
     kind: tuple(item.name for item in declared_fields(cls) if item.declared.native and item.declared.argument == SAME)
     for kind, cls in STEP_CLASSES.items()
 }
-_KIND_OF_OPERATOR = {PipelineChatOperator: "chat", PipelineEmbeddingOperator: "embedding"}
+# A chat job's inline `items` (its for_each) is rendered as a native value too: a template gives a list.
+_NATIVE_FIELDS["chat_job"] = (*_NATIVE_FIELDS["chat"], "items")
+_KIND_OF_OPERATOR = {
+    PipelineChatOperator: "chat",
+    PipelineEmbeddingOperator: "embedding",
+    PipelineChatJobOperator: "chat_job",
+}
 
 
 def render_pipeline_fields(
@@ -231,4 +262,8 @@ def described(value: Any) -> str:
     return f"{type(value).__name__} {text[:80] + '...' if len(text) > 80 else text}"
 
 
-OPERATOR_BY_KIND = {"chat": PipelineChatOperator, "embedding": PipelineEmbeddingOperator}
+OPERATOR_BY_KIND = {
+    "chat": PipelineChatOperator,
+    "embedding": PipelineEmbeddingOperator,
+    "chat_job": PipelineChatJobOperator,
+}

@@ -78,10 +78,23 @@ class StepOutput:
         return self._read("content", chat_content, self._one_response())
 
     @property
-    def contents(self) -> list[str]:
-        """A for_each chat step's answers, one per item, in item order."""
+    def contents(self) -> list[str | None]:
+        """A for_each chat step's answers, one per item, in item order (a chat job's: its rows')."""
         self._require("contents")
+        if self._kind == "chat_job":
+            return [row.get("content") for row in self._job_rows("contents")]
         return [self._read("contents", chat_content, response) for response in self._all_responses()]
+
+    def _job_rows(self, output: str) -> list[Mapping[str, Any]]:
+        """A chat job's rows (a failed item's row has no content: its place reads None)."""
+        response = self._one_response()
+        if "data" not in response and "parts" in response:
+            raise AirflowFailException(
+                f"steps.{self._step_id}.{output}: step '{self._step_id}' wrote its {response.get('count')} results to "
+                f"{response.get('output')} (the step sets `output`): read them from there; "
+                f"steps.{self._step_id}.output gives the URI"
+            )
+        return [row if isinstance(row, Mapping) else {} for row in response.get("data") or []]
 
     @property
     def json(self) -> Any:
@@ -94,6 +107,8 @@ class StepOutput:
     def jsons(self) -> list[Any]:
         """A for_each structured chat step's parsed answers, one per item, in item order."""
         self._require("jsons")
+        if self._kind == "chat_job":
+            return [row.get("json") for row in self._job_rows("jsons")]
         return [self._read("jsons", chat_json, response) for response in self._all_responses()]
 
     @property

@@ -18,6 +18,8 @@ _NOT_IN_BATCH = {
         "output_schema": "structured output is not supported in batch mode yet",
         "max_parallel": "the platform runs a batch's items; max_parallel bounds task instances of sync mode",
         "requests_per_minute": "batch jobs are outside the per-minute rate limit",
+        "input_file": "a chat step's items from a file are not supported in batch mode yet: use sync mode",
+        "for_each_mode": "a batch runs its items on the platform, neither mapped nor in a task",
     },
     "embedding": {
         "for_each": "an embedding batch embeds the texts of `input`: give them as a list instead",

@@ -12,6 +12,7 @@ from typing import Any
 
 from ovh_ai_dagfactory.spec.assets import asset_problems
 from ovh_ai_dagfactory.spec.batch_mode import batch_mode_problems
+from ovh_ai_dagfactory.spec.chat_job_rules import chat_job_problems
 from ovh_ai_dagfactory.spec.cron import PRESET_NAMES, schedule_problem
 from ovh_ai_dagfactory.spec.dates import parse_date
 from ovh_ai_dagfactory.spec.declare import AFTER_DEFAULTS, declared_fields, templated_values
@@ -28,7 +29,13 @@ from ovh_ai_dagfactory.spec.output_schema import (
     unknown_json_name,
 )
 from ovh_ai_dagfactory.spec.params import param_problems, typed_param
-from ovh_ai_dagfactory.spec.references import OUTPUT_NEEDS, mapped_counterpart, outputs_of, step_references
+from ovh_ai_dagfactory.spec.references import (
+    OUTPUT_NEEDS,
+    mapped_counterpart,
+    outputs_of,
+    step_kind,
+    step_references,
+)
 from ovh_ai_dagfactory.spec.shapes import AIRFLOW_ID_MAX, AIRFLOW_ID_PATTERN, DURATION
 from ovh_ai_dagfactory.spec.suggest import did_you_mean
 from ovh_ai_dagfactory.spec.yaml_loader import Path, PositionIndex
@@ -61,8 +68,12 @@ class PipelineChecks:
         self.steps: dict[str, dict[str, Any]] = (
             {sid: step for sid, step in steps.items() if isinstance(step, dict)} if isinstance(steps, dict) else {}
         )
-        self.kinds = {sid: step.get("type") for sid, step in self.steps.items()}
-        self.mapped = {sid for sid, step in self.steps.items() if step.get("for_each") is not None}
+        self.kinds = {sid: step_kind(step) for sid, step in self.steps.items()}
+        self.mapped = {
+            sid
+            for sid, step in self.steps.items()
+            if step.get("for_each") is not None and self.kinds[sid] != "chat_job"
+        }
         defaults = data.get("defaults")
         self.defaults = defaults if isinstance(defaults, dict) else {}
         self._output_schemas: dict[str, Any] = {}  # step id → its loaded output_schema (None: unreadable)
@@ -84,6 +95,7 @@ class PipelineChecks:
                 problems = [
                     *fan_out_problems(step_id, step, cls, self.steps),
                     *embedding_input_problems(step_id, step),
+                    *chat_job_problems(step_id, step),
                     *batch_mode_problems(step_id, step),
                 ]
                 found.extend(self._error(path, message, hint, key=key) for path, message, hint, key in problems)
@@ -348,7 +360,7 @@ class PipelineChecks:
         plain = [name for name in outputs if name not in OUTPUT_NEEDS]
         names = ", ".join(f"steps.{other}.{name}" for name in plain)
         needs = OUTPUT_NEEDS.get(output or "")
-        mapped = other in self.mapped
+        mapped = other in self.mapped or kind == "chat_job"  # a chat job's answers: contents, not content
         meant = mapped_counterpart(output, mapped) if output else None
         if output in outputs and needs is not None:
             yield PipelineError(

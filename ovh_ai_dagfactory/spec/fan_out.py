@@ -50,13 +50,16 @@ def fan_out_problems(step_id: str, step: dict[str, Any], cls: type, steps: dict[
                 "max_parallel bounds how many items of a for_each step run at once: add for_each, or remove it",
                 True,
             )
+        if step.get("input_file") is not None and step.get("type") == "chat":
+            return  # a chat step over a file: each line is its `item`
         for path, text in templated_values(cls, step, base):
             name = _item_name_read(text)
             if name is not None:
                 yield (
                     path,
                     f"step '{step_id}' reads '{name}', which only steps with for_each have",
-                    "add for_each to the step to run it once per item, or remove the reference",
+                    "add for_each to the step to run it once per item (or, for a chat step, input_file), or "
+                    "remove the reference",
                     False,
                 )
         return

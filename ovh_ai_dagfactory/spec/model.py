@@ -22,6 +22,15 @@ from ovh_ai_dagfactory.provider_info import (
     DEFAULT_EMBEDDING_CONCURRENCY,
     DEFAULT_REQUESTS_PER_MINUTE,
 )
+from ovh_ai_dagfactory.spec.chat_job_fields import (
+    CHAT_ID_FIELD,
+    CHAT_MAX_CONCURRENCY,
+    FOR_EACH_MODE,
+    IN_TASK,
+    MAX_FAILED_FRACTION,
+    ON_ITEM_ERROR,
+    PART_SIZE,
+)
 from ovh_ai_dagfactory.spec.declare import (
     BOOLEAN,
     NON_EMPTY_STRING,
@@ -45,9 +54,14 @@ from ovh_ai_dagfactory.spec.shared_fields import (
     EXECUTION_TIMEOUT,
     EXTRA_BODY,
     FOR_EACH_ITEMS,
+    ID_FIELD,
+    INPUT_CONN_ID,
+    INPUT_FILE,
     MAX_PARALLEL,
     MODE,
     MODEL,
+    OUTPUT,
+    OUTPUT_CONN_ID,
     RETRIES,
     RETRY_DELAY,
     STEP_DESCRIPTION,
@@ -168,11 +182,24 @@ class ChatStep:
         "all wait for the Retry-After. Hosts pace separately: route the step to one queue, or give each host "
         "its share of the limit.",
         (400,),
-        default_text="none: each request is sent as its task runs (the SDK retries a 429 on its own)",
+        default_text=(
+            "none: each request is sent as its task runs (the SDK retries a 429 on its own); "
+            f"{DEFAULT_REQUESTS_PER_MINUTE} with input_file or for_each_mode: in_task"
+        ),
     ).field()
     extra_body: dict[str, Any] | None = EXTRA_BODY.field()
     for_each: str | tuple[Any, ...] | None = FOR_EACH_ITEMS.field()
+    for_each_mode: str | None = FOR_EACH_MODE.field()
     max_parallel: int | None = MAX_PARALLEL.field()
+    input_file: str | None = INPUT_FILE.field()
+    input_conn_id: str | None = INPUT_CONN_ID.field()
+    id_field: str | None = CHAT_ID_FIELD.field()
+    output: str | None = OUTPUT.field()
+    output_conn_id: str | None = OUTPUT_CONN_ID.field()
+    part_size: int | None = PART_SIZE.field()
+    max_concurrency: int | None = CHAT_MAX_CONCURRENCY.field()
+    on_item_error: str | None = ON_ITEM_ERROR.field()
+    max_failed_fraction: float | None = MAX_FAILED_FRACTION.field()
     mode: str | None = MODE.field()
     completion_window: str | None = COMPLETION_WINDOW.field()
     depends_on: tuple[str, ...] = DEPENDS_ON.field(())
@@ -180,6 +207,11 @@ class ChatStep:
     options: TaskOptions = OPTIONS.field(TaskOptions)
     position: Position = Position(1, 1)
     kind: StepKind = "chat"
+
+    @property
+    def runs_in_task(self) -> bool:
+        """Its items (input_file, or for_each with for_each_mode: in_task) are all sent from one task."""
+        return self.input_file is not None or (self.for_each is not None and self.for_each_mode == IN_TASK)
 
     DESCRIPTION: ClassVar[str] = (
         "A chat completion step: sends messages to a chat model; its answer is available to later steps as "
@@ -212,36 +244,14 @@ class EmbeddingStep:
         in_defaults=False,
         default_text="none: give input or input_file",
     ).field()
-    input_file: str | None = Declared(
-        NON_EMPTY_STRING,
-        "Instead of input: the URI of a JSON Lines file (one object per line, the text in text_field) or of a "
-        ".txt file (one text per line), read as a stream: file://, s3://, gs://... (Airflow's ObjectStoragePath); "
-        "a plain path is a local file relative to the pipeline file.",
-        ("file:///data/corpus/{{ ds }}.jsonl",),
-        templated=True,
-        in_defaults=False,
-    ).field()
+    input_file: str | None = INPUT_FILE.field()
     text_field: str | None = Declared(
         NON_EMPTY_STRING, "With input_file (JSON Lines): the field holding the text.", ("text",), default_text="text"
     ).field()
-    id_field: str | None = Declared(
-        NON_EMPTY_STRING, "With input_file (JSON Lines): a field carried to the output with each vector.", ("id",)
-    ).field()
-    output: str | None = Declared(
-        NON_EMPTY_STRING,
-        "A directory URI where the vectors are written as parts (JSON Lines), committed one by one so a retry "
-        "resumes; XCom then holds a manifest, and later steps read the URI as steps.<id>.output.",
-        ("file:///data/vectors/{{ ds }}/",),
-        templated=True,
-        argument="output_uri",
-        in_defaults=False,
-    ).field()
-    input_conn_id: str | None = Declared(
-        CONNECTION_ID, "Airflow connection for input_file (e.g. an aws connection for s3://).", ("aws_default",)
-    ).field()
-    output_conn_id: str | None = Declared(
-        CONNECTION_ID, "Airflow connection for output (e.g. an aws connection for s3://).", ("aws_default",)
-    ).field()
+    id_field: str | None = ID_FIELD.field()
+    output: str | None = OUTPUT.field()
+    input_conn_id: str | None = INPUT_CONN_ID.field()
+    output_conn_id: str | None = OUTPUT_CONN_ID.field()
     batch_size: int | None = Declared(
         integer(1, 100_000),
         "Texts per request: a longer input is sent as several requests (each also kept under the endpoint's "

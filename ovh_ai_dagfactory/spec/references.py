@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import jinja2
@@ -30,8 +30,16 @@ def referenced_steps(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(step_id for step_id, _output, _detail, _line in references))
 
 
-#: Which outputs each kind of step provides at run time (`steps.<id>.<output>`).
-OUTPUTS_BY_KIND = {"chat": ("content", "response", "json"), "embedding": ("embeddings", "response", "output")}
+#: Which outputs each kind of step provides at run time (`steps.<id>.<output>`). A chat step whose
+#: items all run in one task (input_file, or for_each_mode: in_task) is a "chat_job": its answers
+#: in item order, and the URI it wrote them under with `output`.
+OUTPUTS_BY_KIND = {
+    "chat": ("content", "response", "json"),
+    "embedding": ("embeddings", "response", "output"),
+    "chat_job": ("contents", "jsons", "output"),
+}
+#: Kinds whose outputs are already those of many items: `mapped` does not pluralise them.
+_ALWAYS_MANY = ("chat_job",)
 #: A step with `for_each` runs once per item; later steps read each output as a list in item order,
 #: under its plural name (`embeddings`, already plural, gives the vectors of all items in order).
 PLURAL_OF = {"content": "contents", "response": "responses", "json": "jsons", "output": "outputs"}
@@ -43,7 +51,19 @@ OUTPUT_NEEDS = {"json": "output_schema", "jsons": "output_schema", "output": "ou
 def outputs_of(kind: str, mapped: bool) -> tuple[str, ...]:
     """The outputs a step of `kind` provides: plural names when it has `for_each` (`mapped`)."""
     outputs = OUTPUTS_BY_KIND.get(kind, ())
-    return tuple(PLURAL_OF.get(name, name) for name in outputs) if mapped else outputs
+    return tuple(PLURAL_OF.get(name, name) for name in outputs) if mapped and kind not in _ALWAYS_MANY else outputs
+
+
+def step_kind(step: Any) -> Any:
+    """The kind `steps.<id>` of a step's plain data reads as: its `type`, or "chat_job" for a chat step
+    whose items run in one task (`input_file`, or `for_each` with `for_each_mode: in_task`)."""
+    kind = step.get("type") if isinstance(step, dict) else None
+    if kind == "chat" and (
+        step.get("input_file") is not None
+        or (step.get("for_each") is not None and step.get("for_each_mode") == "in_task")
+    ):
+        return "chat_job"
+    return kind
 
 
 def mapped_counterpart(output: str, mapped: bool) -> str | None:

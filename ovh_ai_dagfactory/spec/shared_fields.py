@@ -14,7 +14,7 @@ from ovh_ai_dagfactory.spec.declare import (
     enum,
     integer,
 )
-from ovh_ai_dagfactory.spec.shapes import DURATION, FOR_EACH
+from ovh_ai_dagfactory.spec.shapes import CONNECTION_ID, DURATION, FOR_EACH
 
 MODEL = Declared(
     NON_EMPTY_STRING,
@@ -91,4 +91,38 @@ COMPLETION_WINDOW = Declared(
     "With mode: batch, how long the platform may take; a batch not done by then ends as expired.",
     ("24h",),
     default_text="24h",
+)
+
+# -- steps over many items in one task: an embedding step's texts, a chat step's items (chat at volume)
+INPUT_FILE = Declared(
+    NON_EMPTY_STRING,
+    "Read the step's items from a file, as a stream: JSON Lines (one object per line) or .txt (one item per "
+    "line); file://, s3://, gs://... (Airflow's ObjectStoragePath); a plain path is a local file relative to "
+    "the pipeline file. An embedding step embeds each line's text_field; a chat step sends one request per "
+    "line, all in one task, its messages reading the line as {{ item }} ({{ item.text }}, {{ item.id }}) and "
+    "{{ item_index }}.",
+    ("file:///data/corpus/{{ ds }}.jsonl", "tickets.jsonl"),
+    templated=True,
+    in_defaults=False,
+)
+ID_FIELD = Declared(
+    NON_EMPTY_STRING,
+    "With input_file (JSON Lines): the field carried to the output as each result's id.",
+    ("id",),
+)
+OUTPUT = Declared(
+    NON_EMPTY_STRING,
+    "A directory URI where the results are written as parts (JSON Lines) committed one by one, so a retry "
+    "sends again only what no committed part holds; XCom then holds a manifest, and later steps read the URI "
+    "as steps.<id>.output.",
+    ("file:///data/results/{{ ds }}/",),
+    templated=True,
+    argument="output_uri",
+    in_defaults=False,
+)
+INPUT_CONN_ID = Declared(
+    CONNECTION_ID, "Airflow connection for input_file (e.g. an aws connection for s3://).", ("aws_default",)
+)
+OUTPUT_CONN_ID = Declared(
+    CONNECTION_ID, "Airflow connection for output (e.g. an aws connection for s3://).", ("aws_default",)
 )
