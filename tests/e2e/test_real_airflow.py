@@ -38,6 +38,7 @@ from e2e.airflow_services import (
     BROKEN_DAG_ID,
     BROKEN_ERROR,
     BROKEN_PIPELINE,
+    EXAMPLES,
     AirflowServices,
     Deadline,
     copy_examples,
@@ -165,6 +166,7 @@ def _scenario(services: AirflowServices, llmock: Any, deadline: Deadline, expect
         "chat_completion_example": api.trigger("chat_completion_example"),
         "summarize_then_embed": api.trigger("summarize_then_embed"),
         "templated_example": api.trigger("templated_example", logical_date=REPORT_DATE),
+        "classify_tickets": api.trigger("classify_tickets"),
     }
     for dag_id, run in runs.items():
         final = services.wait_for_run(dag_id, run["dag_run_id"], deadline)
@@ -206,8 +208,22 @@ def _scenario(services: AirflowServices, llmock: Any, deadline: Deadline, expect
     assert len(templated) == 1, chats
     assert templated[0]["body"]["messages"][-1]["content"] == "Generate a report summary for 2024-06-01"
 
-    # Exactly the requests of the three runs: 3 chats + 1 embedding, no retry, no stray call.
-    assert (len(chats), len(embeddings)) == (3, 1), journal
+    # 6. classify_tickets (chat at volume): one task sent one structured request per ticket of the
+    # file next to the pipeline, and the next step read the parsed answers.
+    tickets = [json.loads(line) for line in (EXAMPLES / "data" / "tickets.jsonl").read_text().splitlines()]
+    rows = xcom("classify_tickets", "classify")["data"]
+    assert [row["id"] for row in rows] == [ticket["id"] for ticket in tickets], rows
+    assert all(row["error"] is None and "category" in row["json"] for row in rows), rows
+    per_ticket = [r for r in chats if r["body"]["messages"][-1]["content"].startswith("Ticket T-")]
+    assert sorted(r["body"]["messages"][-1]["content"] for r in per_ticket) == sorted(
+        f"Ticket {ticket['id']}: {ticket['text']}" for ticket in tickets
+    )
+    tasks = {t["task_id"] for t in api.task_instances("classify_tickets", runs["classify_tickets"]["dag_run_id"])}
+    assert tasks == {"classify", "count_bugs"}, tasks  # the tickets ran inside one task, none mapped
+
+    # Exactly the requests of the four runs: 3 chats + 1 embedding, a chat per ticket and the
+    # tickets' summary; no retry, no stray call.
+    assert (len(chats), len(embeddings)) == (3 + len(tickets) + 1, 1), journal
     # Authenticated with the connection's token, not llmock's dummy OPENAI_API_KEY.
     # (llmock does not journal headers; the token-in-logs check is in the caller.)
 

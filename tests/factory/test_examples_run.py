@@ -135,3 +135,24 @@ def test_embed_corpus_reads_the_file_next_to_it_in_batches(airflow_db, ovh_conne
     assert sorted(text for body in sent for text in body["input"]) == sorted(row["text"] for row in corpus)
     response = xcom_value(dag_run, "embed_corpus")
     assert [item["index"] for item in response["data"]] == list(range(len(corpus)))
+
+
+def test_classify_tickets_runs_every_ticket_in_one_task(airflow_db, ovh_connection, llmock, example_pipelines):
+    import json
+
+    from conftest import REPO_ROOT
+
+    dag_run = _run(example_pipelines, "classify_tickets")
+    tickets = [
+        json.loads(line) for line in (REPO_ROOT / "pipelines" / "data" / "tickets.jsonl").read_text().splitlines()
+    ]
+    chats = _bodies(llmock, "/chat/completions")
+    classified = sorted(body["messages"][1]["content"] for body in chats if len(body["messages"]) == 2)
+    assert classified == sorted(f"Ticket {ticket['id']}: {ticket['text']}" for ticket in tickets)
+    assert all(body["response_format"]["type"] == "json_schema" for body in chats if len(body["messages"]) == 2)
+    rows = xcom_value(dag_run, "classify")["data"]
+    assert [row["id"] for row in rows] == [ticket["id"] for ticket in tickets] and not xcom_value(dag_run, "classify")[
+        "failed"
+    ]
+    [summary] = [body for body in chats if len(body["messages"]) == 1]
+    assert f"of {len(tickets)} tickets are bugs" in summary["messages"][0]["content"]
