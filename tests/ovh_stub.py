@@ -14,9 +14,12 @@ This stub (stdlib only, a real socket on 127.0.0.1) adds:
   JSON made for its schema (objects with their required properties, one-item arrays, "example",
   1, true, an enum's first value); `structured_output("invalid" | "mismatch", times=1)` makes the
   next such answers broken JSON, or JSON whose first leaf has the wrong type / value;
-- embeddings at volume (issue 10), all off by default: `limit_rate(rpm, window=60)` answers 429 with
-  Retry-After / retry-after-ms above `rpm` requests per minute (a sliding window of `window` seconds
-  holding rpm × window / 60 requests); `latency` seconds per request and `delay(seconds, times)`
+- embeddings at volume (issue 10), all off by default: `limit_rate(rpm, window=60, shape=..., burst=0,
+  retry_after_ms=True)` answers 429 with Retry-After (whole seconds) and retry-after-ms (left out
+  with `retry_after_ms=False`, as many gateways do) above `rpm` requests per minute, counted in one
+  of the shapes of tests/stub_limits.py: "rolling" (the default: a sliding window of `window`
+  seconds holding rpm × window / 60 requests), "fixed" (a counter reset at each window boundary)
+  or "bucket" (a token bucket of rate rpm / 60 per second and `burst`, nginx limit_req); `latency` seconds per request and `delay(seconds, times)`
   for the next requests only (so a first batch can finish last); `max_input_tokens` (a text over
   it gets a vLLM-like 400 naming the token counts, tokens = words) and `max_body_bytes` (413);
   `dimensions` overrides the vector size (the request's own `dimensions` parameter is honoured
@@ -35,13 +38,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from stub_limits import make_limiter, retry_headers
 
 OVH_MODELS = [
     "Meta-Llama-3_3-70B-Instruct",
@@ -156,18 +160,27 @@ class OVHStub:
         self.max_body_bytes: int | None = None
         self.dimensions: int | None = None
         self.record_bodies = True  # a benchmark of 100k texts turns this off
-        self._rate: tuple[int, float] | None = None  # (requests allowed, window seconds)
-        self._accepted: list[float] = []  # arrival times of the requests inside the window
+        self._limiter: Any = None  # a limiter of stub_limits, or None: no rate limit
+        self._precise_retry = True  # retry-after-ms sent next to Retry-After
         self._delays: list[tuple[float, str | None]] = []
         self._count = 0
         self._rate_limited = 0
 
-    def limit_rate(self, requests_per_minute: float, *, window: float = 60.0) -> OVHStub:
-        """Answer 429 (Retry-After, retry-after-ms) to a request arriving when the last `window`
-        seconds already hold requests_per_minute × window / 60 accepted requests."""
+    def limit_rate(
+        self,
+        requests_per_minute: float,
+        *,
+        window: float = 60.0,
+        shape: str = "rolling",
+        burst: int = 0,
+        retry_after_ms: bool = True,
+    ) -> OVHStub:
+        """Answer 429 above `requests_per_minute`, counted as `shape` says (tests/stub_limits.py:
+        "rolling" and "fixed" hold rpm × window / 60 requests per `window` seconds, "bucket" a token
+        every 60/rpm s and `burst` saved). `retry_after_ms=False`: the 429 says Retry-After only."""
         with self._lock:
-            self._rate = (max(1, int(requests_per_minute * window / 60)), window)
-            self._accepted.clear()
+            self._limiter = make_limiter(shape, requests_per_minute, window, burst)
+            self._precise_retry = retry_after_ms
         return self
 
     def delay(self, seconds: float, *, times: int = 1, containing: str | None = None) -> OVHStub:
@@ -209,18 +222,13 @@ class OVHStub:
         """The 429 answer when the rate limit is exceeded, else None (the request is counted)."""
         with self._lock:
             self._count += 1
-            if self._rate is None:
+            if self._limiter is None:
                 return None
-            allowed, window = self._rate
-            now = time.monotonic()
-            while self._accepted and self._accepted[0] <= now - window:
-                self._accepted.pop(0)
-            if len(self._accepted) < allowed:
-                self._accepted.append(now)
+            wait = self._limiter.admit(time.monotonic())
+            if wait is None:
                 return None
             self._rate_limited += 1
-            wait = self._accepted[0] + window - now
-        headers = {"Retry-After": str(max(1, math.ceil(wait))), "retry-after-ms": str(max(1, math.ceil(wait * 1000)))}
+        headers = retry_headers(wait, self._precise_retry)
         return 429, _error("Too many requests, please retry later", "RateLimitError", 429), headers
 
     def _too_long(self, inputs: Any) -> tuple[int, Any, dict[str, str]] | None:

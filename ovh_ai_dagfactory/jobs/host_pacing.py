@@ -3,8 +3,11 @@
 A `for_each` chat step runs each item as its own task instance: its own process, on whichever worker
 Airflow picks. No object of ours can span them, so their shared state is a small file per endpoint
 and model, locked with `flock` while it is read and updated: every task on the host (mapped or not,
-any DAG) asking the same model of the same endpoint takes its turn from the same file. Two doubles
-in it: when the next request may start, and until when a 429 holds everybody.
+any DAG) asking the same model of the same endpoint takes its turn from the same file. Six doubles
+in it (`pacing.NEXT_START`...): when the next request may start, until when a 429 holds everybody,
+and the adapted pace with its counters, so that the processes slow down and creep back together.
+A file of 16 bytes (written before the pace was shared) is read as its two times and a fresh pace;
+a process of that version reads the first 16 bytes of a new file, which are the same two times.
 
 This is "where Airflow allows": processes on one host. Task instances on different hosts (Celery
 workers, Kubernetes pods) pace per host, so the endpoint sees up to `hosts × requests_per_minute`.
@@ -29,15 +32,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ovh_ai_dagfactory.jobs.pacing import RequestPacer
+from ovh_ai_dagfactory.jobs.pacing import NEXT_START, PAUSED_UNTIL, STATE_FIELDS, RequestPacer, initial_state
 
 PACING_DIR_ENV = "OVH_AI_DAGFACTORY_PACING_DIR"
-_STATE = struct.Struct("<dd")  # next start, paused until (UNIX time: the clock all processes share)
+# The pacing state (times are UNIX times: the clock all processes share), and its first version's part.
+_STATE = struct.Struct(f"<{STATE_FIELDS}d")
+_TIMES_ONLY = struct.Struct("<dd")
 log = logging.getLogger(__name__)
 
 
 class FileState:
-    """The pacing state of every process of the host asking `model` of `base_url`: a 16-byte file,
+    """The pacing state of every process of the host asking `model` of `base_url`: a small file (`_STATE`),
     locked with `flock` while it is read and updated. Its times are UNIX times, the clock all
     processes share."""
 
@@ -54,14 +59,24 @@ class FileState:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            raw = os.pread(fd, _STATE.size, 0)
-            times = list(_STATE.unpack(raw)) if len(raw) == _STATE.size else [0.0, 0.0]
-            before = list(times)
-            yield times
-            if times != before:
-                os.pwrite(fd, _STATE.pack(*times), 0)
+            state = _read(os.pread(fd, _STATE.size, 0))
+            before = list(state)
+            yield state
+            if state != before:
+                os.pwrite(fd, _STATE.pack(*state), 0)
         finally:
             os.close(fd)  # releases the lock
+
+
+def _read(raw: bytes) -> list[float]:
+    """The state in `raw`: a whole record, the two times of the first version's, else a fresh state
+    (an empty file, just made, or one cut short)."""
+    state = initial_state()
+    if len(raw) >= _STATE.size:
+        return list(_STATE.unpack(raw[: _STATE.size]))
+    if len(raw) >= _TIMES_ONLY.size:
+        state[NEXT_START], state[PAUSED_UNTIL] = _TIMES_ONLY.unpack(raw[: _TIMES_ONLY.size])
+    return state
 
 
 def host_pacer(base_url: str, model: str, requests_per_minute: float) -> RequestPacer:

@@ -4,11 +4,13 @@ chat operator, whose pacer is shared by every process of the host: `host_pacing.
 
 Why our loop and not the SDK's retries (sent with `max_retries=0`): the SDK waits out each 429 for
 its own request, invisible to the other requests under the same limit, which keep sending into it
-and then resume all at once. Here a 429 pauses the pacer (everybody using it) for the server's
-Retry-After. A 5xx, 408, 409, timeout, dropped connection or non-JSON 2xx retries this request
-alone, `max_retries` times with exponential backoff and jitter. A fatal error (401, 404, a bad
-parameter) is raised at once. A refusal (400, 413, 422) is raised as it is: the runner hands
-a refused unit to its request kind (the embedding kind narrows a batch down to its text).
+and then resume all at once. Here a 429 is told to the pacer (`RequestPacer.rate_limited`), which
+slows its pace and pauses everybody using it for the server's Retry-After (a whole-second one probed
+rather than waited out in full: pacing.py says why). A 5xx, 408, 409, timeout, dropped connection or
+non-JSON 2xx retries this request alone, `max_retries` times with exponential backoff and jitter. A
+fatal error (401, 404, a bad parameter) is raised at once. A refusal (400, 413, 422) is raised as it
+is: the runner hands a refused unit to its request kind (the embedding kind narrows a batch down to
+its text).
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def send_paced(
     events = events or _NoEvents()
     retries = waits = 0
     while True:
-        pacer.wait_turn()
+        started = pacer.wait_turn()
         events.request_sent()
         try:
             response = send()
@@ -100,7 +102,7 @@ def send_paced(
                     else f"still rate-limited after waiting out {waits - 1} 429s"
                 )
                 raise with_context(error, f"{what}: {why}; {slower}") from None
-            pacer.pause(pause)
+            pacer.rate_limited(pause, started)  # slows the pace too; may pause less (pacing.py)
             continue
         except IncompatibleResponseError as error:  # fatal, although an UnexpectedResponseError
             raise with_context(error, what) from None

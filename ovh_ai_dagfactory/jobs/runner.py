@@ -19,7 +19,8 @@ and `execute()` may run where an event loop is already running (a notebook, an a
 `asyncio.run()` refuses to start. Parsing answers holds the GIL either way.
 
 Retries: the requests of a job are sent with the SDK's retries off (`max_retries=0`) and retried
-by `retries.send_paced`: a 429 pauses every worker for the server's Retry-After, a 5xx, 408, 409,
+by `retries.send_paced`: a 429 pauses every worker (for the server's Retry-After, probed when it is
+whole seconds: `pacing.py`) and slows the pace, a 5xx, 408, 409,
 timeout, dropped connection or non-JSON 2xx retries that unit alone, a fatal error (401, 404, a bad
 parameter) stops the job at once.
 """
