@@ -40,3 +40,37 @@ serialized = _shared.serialized
 task_states = _shared.task_states
 xcom_value = _shared.xcom_value
 point_connection_at = _shared.point_connection_at
+
+
+def write_jsonl(path: Path, records: list[dict]) -> str:
+    """`records` as a JSON Lines file at `path`; its file:// URI."""
+    import json
+
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    return f"file://{path}"
+
+
+def killed_after_parts(script: str, args: list[str], stub_connection: dict, output: Path, parts: int = 2) -> dict:
+    """Run `script` (python -c, with `args`) as a job's first try against the stub connection, and
+    SIGKILL it (no cleanup of any kind) once `parts` parts are committed under `output`; returns the
+    committed parts' bytes by name. The resume tests of the job engine's kinds share it."""
+    import json
+    import os
+    import subprocess
+    import time
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "AIRFLOW_CONN_OVH_AI_ENDPOINTS_DEFAULT": json.dumps(stub_connection),
+    }
+    first = subprocess.Popen([sys.executable, "-c", script, *args], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(output.glob("part-*.jsonl"))) < parts and time.monotonic() < deadline:
+            assert first.poll() is None, "the first try ended before it could be killed"
+            time.sleep(0.02)
+    finally:
+        first.kill()
+        first.wait()
+    return {path.name: path.read_bytes() for path in output.glob("part-*.jsonl")}

@@ -14,7 +14,7 @@ from ovh_ai_dagfactory.calls.errors import InvalidRequestError
 from ovh_ai_dagfactory.compat import DAG
 from ovh_ai_dagfactory.operators.chat_job import OVHCloudAIEndpointsChatJobOperator
 from provider.conftest import dag_id
-from provider.shared import TEST_TOKEN, run_dag, serialized, task_states, xcom_value
+from provider.shared import TEST_TOKEN, killed_after_parts, run_dag, serialized, task_states, write_jsonl, xcom_value
 
 pytestmark = pytest.mark.usefixtures("stub_connection")
 
@@ -29,11 +29,6 @@ SCHEMA = {"type": "object", "properties": {"label": {"type": "string"}}, "requir
 
 def chat_posts(stub):
     return [r for r in stub.requests if r.method == "POST" and r.path.endswith("/chat/completions")]
-
-
-def write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return f"file://{path}"
 
 
 def logs_of(capfd, caplog):
@@ -264,33 +259,14 @@ OVHCloudAIEndpointsHook().chat_items(
 
 
 def test_a_retried_try_sends_only_the_items_without_a_committed_part(airflow_db, ovh_stub, stub_connection, tmp_path):
-    import os
-    import subprocess
-    import sys
     import time
-
-    from provider.shared import REPO_ROOT
 
     docs = [{"id": f"doc-{i}", "text": f"document number {i}"} for i in range(10)]
     source = write_jsonl(tmp_path / "docs.jsonl", docs)
     output = tmp_path / "answers"
     ovh_stub.latency = 0.2
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "AIRFLOW_CONN_OVH_AI_ENDPOINTS_DEFAULT": json.dumps(stub_connection),
-    }
     # A first try, killed (SIGKILL: no cleanup of any kind) once it has committed two parts.
-    first = subprocess.Popen([sys.executable, "-c", _KILLED_TRY, source, f"file://{output}"], env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while len(list(output.glob("part-*.jsonl"))) < 2 and time.monotonic() < deadline:
-            assert first.poll() is None, "the first try ended before it could be killed"
-            time.sleep(0.02)
-    finally:
-        first.kill()
-        first.wait()
-    kept = {p.name: p.read_bytes() for p in output.glob("part-*.jsonl")}
+    kept = killed_after_parts(_KILLED_TRY, [source, f"file://{output}"], stub_connection, output)
     assert 2 <= len(kept) < 5 and not (output / "manifest.json").exists()
     resumed_at = time.monotonic()  # the killed try's request in flight arrived before this
 

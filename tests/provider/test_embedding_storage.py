@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from datetime import datetime
 
@@ -22,7 +19,7 @@ from ovh_ai_dagfactory.compat import DAG
 from ovh_ai_dagfactory.hooks.ai_endpoints import OVHCloudAIEndpointsHook
 from ovh_ai_dagfactory.operators.ai_endpoints import OVHCloudAIEndpointsEmbeddingOperator
 from provider.conftest import dag_id
-from provider.shared import REPO_ROOT, TEST_TOKEN, run_dag, task_states, xcom_value
+from provider.shared import TEST_TOKEN, killed_after_parts, run_dag, task_states, write_jsonl, xcom_value
 
 pytestmark = pytest.mark.usefixtures("stub_connection")
 
@@ -31,11 +28,6 @@ RECORDS = [{"id": f"doc-{i}", "body": f"paragraph {i} of the knowledge base", "l
 
 def _posts(stub):
     return [r for r in stub.requests if r.method == "POST" and r.path.endswith("/embeddings")]
-
-
-def _write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return f"file://{path}"
 
 
 def _rows(directory):
@@ -55,7 +47,7 @@ def _logs(capfd, caplog):
 
 
 def test_a_jsonl_file_is_embedded_into_parts_and_xcom_gets_the_manifest(airflow_db, ovh_stub, tmp_path, capfd, caplog):
-    source = _write_jsonl(tmp_path / "corpus.jsonl", RECORDS)
+    source = write_jsonl(tmp_path / "corpus.jsonl", RECORDS)
     output = tmp_path / "vectors"
     with DAG(dag_id=dag_id("embed_files"), start_date=datetime(2024, 1, 1), schedule=None) as dag:
         OVHCloudAIEndpointsEmbeddingOperator(
@@ -139,25 +131,11 @@ OVHCloudAIEndpointsHook().embed_to_storage(
 
 
 def test_a_retried_try_keeps_the_parts_a_killed_try_wrote(airflow_db, ovh_stub, stub_connection, tmp_path):
-    source = _write_jsonl(tmp_path / "corpus.jsonl", RECORDS)
+    source = write_jsonl(tmp_path / "corpus.jsonl", RECORDS)
     output = tmp_path / "vectors"
     ovh_stub.latency = 0.3
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "AIRFLOW_CONN_OVH_AI_ENDPOINTS_DEFAULT": json.dumps(stub_connection),
-    }
-    # A first try, killed (SIGKILL: no cleanup of any kind) once it has written two parts.
-    first = subprocess.Popen([sys.executable, "-c", _KILLED_TRY, source, f"file://{output}"], env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while len(list(output.glob("part-*.jsonl"))) < 2 and time.monotonic() < deadline:
-            assert first.poll() is None, "the first try ended before it could be killed"
-            time.sleep(0.02)
-    finally:
-        first.kill()
-        first.wait()
-    kept = {p.name: p.read_bytes() for p in output.glob("part-*.jsonl")}
+    # A first try, killed (SIGKILL: no cleanup of any kind) once it has committed two parts.
+    kept = killed_after_parts(_KILLED_TRY, [source, f"file://{output}"], stub_connection, output)
     assert 2 <= len(kept) < 5 and not (output / "manifest.json").exists()
     resumed_at = time.monotonic()  # the killed try's request in flight arrived before this
 
@@ -188,7 +166,7 @@ def test_a_retried_try_keeps_the_parts_a_killed_try_wrote(airflow_db, ovh_stub, 
 
 
 def test_an_output_of_another_job_is_refused_naming_what_changed(ovh_stub, tmp_path):
-    source = _write_jsonl(tmp_path / "corpus.jsonl", RECORDS)
+    source = write_jsonl(tmp_path / "corpus.jsonl", RECORDS)
     hook = OVHCloudAIEndpointsHook()
     hook.embed_to_storage("BGE-M3", f"file://{tmp_path}/out", input_file=source, text_field="body", batch_size=4)
     with pytest.raises(InvalidRequestError) as caught:
@@ -206,7 +184,7 @@ def test_an_output_of_another_job_is_refused_naming_what_changed(ovh_stub, tmp_p
 
 
 def test_a_line_without_the_text_field_is_named(ovh_stub, tmp_path):
-    source = _write_jsonl(tmp_path / "corpus.jsonl", [*RECORDS[:3], {"id": "x", "text": "wrong field"}])
+    source = write_jsonl(tmp_path / "corpus.jsonl", [*RECORDS[:3], {"id": "x", "text": "wrong field"}])
     with pytest.raises(InvalidRequestError) as caught:
         OVHCloudAIEndpointsHook().embed_to_storage(
             "BGE-M3", f"file://{tmp_path}/out", input_file=source, text_field="body"
