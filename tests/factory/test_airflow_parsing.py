@@ -31,6 +31,7 @@ EXAMPLE_DAG_IDS = {
     "classify_ticket",
     "explain_topics",
     "embed_corpus",
+    "classify_tickets",
 }
 ERROR_LINE = re.compile(r"broken\.yaml:7:18: error: .*temperature")
 
