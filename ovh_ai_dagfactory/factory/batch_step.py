@@ -14,8 +14,9 @@ from ovh_ai_dagfactory.operators.batch import OVHCloudAIEndpointsBatchOperator
 
 class PipelineBatchOperator(OVHCloudAIEndpointsBatchOperator):
     """A pipeline's step with `mode: batch`: the provider's batch operator, with `steps.<id>` in its
-    templates. A chat step's requests are its for_each items: `for_each` is rendered to the list of
-    items, then `messages` once per item (with `item` / `item_index`), giving the batch's inputs.
+    templates. A chat step's requests are its for_each items (or its input_file's lines): `for_each` is
+    rendered to the list of items, then `messages` once per item (with `item` / `item_index`), giving
+    the batch's inputs.
 
     :param step_kinds: as for the step operators.
     :param mapped_steps: as for the step operators.
@@ -73,6 +74,8 @@ class PipelineBatchOperator(OVHCloudAIEndpointsBatchOperator):
             return
         if "for_each" in rest:  # a literal list: Airflow renders its strings as usual
             super()._do_render_template_fields(parent, ["for_each"], context, jinja_env, seen_oids)
+        if parent.input_file:
+            parent._read_chat_items()
         items = parent.for_each
         if not isinstance(items, (list, tuple)):
             raise AirflowFailException(
@@ -84,6 +87,16 @@ class PipelineBatchOperator(OVHCloudAIEndpointsBatchOperator):
             context["item"], context["item_index"] = item, index
             inputs.append(self.render_template(self.messages, context, jinja_env or self.get_template_env()))
         parent.inputs = inputs
+
+    def _read_chat_items(self) -> None:
+        """A chat batch's items from `input_file` (each line's record is its `item`), read whole, when
+        the fields are rendered (see `_read_input_file`); with `id_field`, the ids are the custom_ids."""
+        from ovh_ai_dagfactory.jobs.storage import read_records
+
+        records = list(read_records(str(self.input_file), conn_id=self.input_conn_id))
+        self.for_each = records
+        if self.id_field:
+            self.custom_ids = [str(record.get(self.id_field, number)) for number, record in enumerate(records)]
 
     def _read_input_file(self) -> None:
         """An embedding batch's texts (and ids) from `input_file`, read whole: a batch is one uploaded

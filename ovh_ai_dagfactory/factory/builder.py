@@ -100,10 +100,9 @@ def _construct(pipeline: Pipeline, fileloc: str | None, source_label: str | None
     if fileloc is not None:
         dag.fileloc = fileloc
     kinds = {step.step_id: step_kind(step) for step in pipeline.steps}
-    # Steps expanded into mapped tasks: a for_each step, unless its items run in one task (or batch).
-    mapped = tuple(
-        step.step_id for step in pipeline.steps if step.for_each is not None and kinds[step.step_id] != "chat_job"
-    )
+    # Steps whose results later steps read per item (a for_each step, mapped or batch; a batch chat
+    # step over a file), not a chat job (its items run in its one task).
+    mapped = tuple(step.step_id for step in pipeline.steps if answers_per_item(step, kinds[step.step_id]))
     shared: dict[str, Any] = {"dag": dag, "step_kinds": kinds, **({"mapped_steps": mapped} if mapped else {})}
     tasks: dict[str, Any] = {}
     edges: dict[str, tuple[str, ...]] = {}  # task id → upstream task ids not implied by an expansion
@@ -145,6 +144,12 @@ def _construct(pipeline: Pipeline, fileloc: str | None, source_label: str | None
         for upstream_id in upstream_ids:
             tasks[task_id].set_upstream(tasks[upstream_id])
     return dag
+
+
+def answers_per_item(step: Step, kind: str) -> bool:
+    """`spec.references.answers_per_item`, for a spec object."""
+    batch_file = step.kind == "chat" and step.mode == "batch" and getattr(step, "input_file", None) is not None
+    return kind != "chat_job" and (step.for_each is not None or batch_file)
 
 
 def _task_upstream(step: Step, upstream: tuple[str, ...]) -> tuple[str, ...]:

@@ -1,8 +1,9 @@
 """Where `mode: batch` applies, as `validate` checks it.
 
 A batch job runs a list of requests known when the task starts: the items of a for_each chat step
-(one chat request per item), or the texts of an embedding step's `input` or `input_file`. What the batch operator
-does not do (yet) is refused here, at the key, rather than hours later in a failed task.
+or the lines of its input_file (one chat request per item), or the texts of an embedding step's
+`input` or `input_file`. What the batch operator does not do (yet) is refused here, at the key,
+rather than hours later in a failed task.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ _NOT_IN_BATCH = {
         "output_schema": "structured output is not supported in batch mode yet",
         "max_parallel": "the platform runs a batch's items; max_parallel bounds task instances of sync mode",
         "requests_per_minute": "batch jobs are outside the per-minute rate limit",
-        "input_file": "a chat step's items from a file are not supported in batch mode yet: use sync mode",
         "for_each_mode": "a batch runs its items on the platform, neither mapped nor in a task",
+        "output": "writing to storage is not supported in batch mode yet: use sync mode",
+        "output_conn_id": "writing to storage is not supported in batch mode yet: use sync mode",
+        "part_size": "a batch's results come back as one file",
+        "max_concurrency": "the platform runs a batch's requests",
+        "on_item_error": "a batch reports failed lines with the batch operator's on_line_error",
+        "max_failed_fraction": "a batch reports failed lines with the batch operator's on_line_error",
     },
     "embedding": {
         "for_each": "an embedding batch embeds the texts of `input`: give them as a list instead",
@@ -43,11 +49,11 @@ def batch_mode_problems(step_id: str, step: dict[str, Any]) -> Iterator[Problem]
                 True,
             )
         return
-    if kind == "chat" and "for_each" not in step:
+    if kind == "chat" and "for_each" not in step and "input_file" not in step:
         yield (
             (*base, "mode"),
             f"chat step '{step_id}' has mode: batch but no for_each",
-            "a batch runs many requests as one job: add for_each to send one request per item",
+            "a batch runs many requests as one job: add for_each (or input_file) to send one request per item",
             False,
         )
     for key, reason in _NOT_IN_BATCH.get(kind if isinstance(kind, str) else "", {}).items():

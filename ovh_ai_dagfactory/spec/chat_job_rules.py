@@ -40,6 +40,8 @@ def chat_job_problems(step_id: str, step: dict[str, Any]) -> Iterator[Problem]:
             "use max_concurrency (requests in flight in that task)",
             True,
         )
+    if step.get("mode") == "batch":
+        return  # batch_mode says what a batch step takes
     in_task = step_kind(step) == "chat_job"
     for key in IN_TASK_ONLY:
         if key in step and not in_task:

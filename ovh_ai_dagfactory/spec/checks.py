@@ -31,6 +31,7 @@ from ovh_ai_dagfactory.spec.output_schema import (
 from ovh_ai_dagfactory.spec.params import param_problems, typed_param
 from ovh_ai_dagfactory.spec.references import (
     OUTPUT_NEEDS,
+    answers_per_item,
     mapped_counterpart,
     outputs_of,
     step_kind,
@@ -69,11 +70,8 @@ class PipelineChecks:
             {sid: step for sid, step in steps.items() if isinstance(step, dict)} if isinstance(steps, dict) else {}
         )
         self.kinds = {sid: step_kind(step) for sid, step in self.steps.items()}
-        self.mapped = {
-            sid
-            for sid, step in self.steps.items()
-            if step.get("for_each") is not None and self.kinds[sid] != "chat_job"
-        }
+        # Steps whose outputs are read per item (a chat job's items run in its one task: not these).
+        self.mapped = {sid for sid, step in self.steps.items() if answers_per_item(step)}
         defaults = data.get("defaults")
         self.defaults = defaults if isinstance(defaults, dict) else {}
         self._output_schemas: dict[str, Any] = {}  # step id → its loaded output_schema (None: unreadable)

@@ -58,12 +58,19 @@ def step_kind(step: Any) -> Any:
     """The kind `steps.<id>` of a step's plain data reads as: its `type`, or "chat_job" for a chat step
     whose items run in one task (`input_file`, or `for_each` with `for_each_mode: in_task`)."""
     kind = step.get("type") if isinstance(step, dict) else None
-    if kind == "chat" and (
-        step.get("input_file") is not None
-        or (step.get("for_each") is not None and step.get("for_each_mode") == "in_task")
-    ):
+    in_task = step.get("for_each") is not None and step.get("for_each_mode") == "in_task"
+    if kind == "chat" and step.get("mode") != "batch" and (step.get("input_file") is not None or in_task):
         return "chat_job"
     return kind
+
+
+def answers_per_item(step: Any) -> bool:
+    """Whether later steps read a step's outputs as lists, one entry per item (plural names): a
+    for_each step run as mapped tasks or as a batch, and a batch chat step over an input_file."""
+    if not isinstance(step, dict) or step_kind(step) == "chat_job":
+        return False
+    batch_file = step.get("type") == "chat" and step.get("mode") == "batch" and step.get("input_file") is not None
+    return step.get("for_each") is not None or batch_file
 
 
 def mapped_counterpart(output: str, mapped: bool) -> str | None:

@@ -110,3 +110,28 @@ def test_an_embedding_batch_reads_its_texts_from_a_file(airflow_db, batch_stub, 
         (f"doc-{n}", f"text {n}") for n in range(4)
     ]
     assert [item["index"] for item in xcom_value(dag_run, "embed")["data"]] == [0, 1, 2, 3]
+
+
+def test_a_chat_batch_reads_its_items_from_a_file(airflow_db, batch_stub, tmp_path):
+    tickets = [{"ticket": f"T-{n}", "text": text} for n, text in enumerate(["export crashes", "add dark mode"])]
+    (tmp_path / "tickets.jsonl").write_text("".join(json.dumps(ticket) + "\n" for ticket in tickets))
+    text = (
+        "schedule: null\nsteps:\n  classify:\n    type: chat\n    model: Meta-Llama-3_3-70B-Instruct\n"
+        "    mode: batch\n    input_file: tickets.jsonl\n    id_field: ticket\n"
+        "    messages: [{role: user, content: 'Classify {{ item.ticket }} ({{ item_index }}): {{ item.text }}'}]\n"
+        "  report:\n    type: chat\n    model: Meta-Llama-3_3-70B-Instruct\n"
+        "    messages: [{role: user, content: '{{ steps.classify.contents | length }} answers'}]\n"
+    )
+    dag = _quick(build_dag(parse_pipeline_text(text, str(tmp_path / "batch_file.yaml"))))
+    assert type(dag.get_task("classify")).__name__ == "PipelineBatchOperator"
+    dag_run = run_dag(dag)
+    assert set(task_states(dag_run).values()) == {"success"}, task_states(dag_run)
+    lines = [json.loads(line) for line in batch_stub.uploads[0]["content"].splitlines()]
+    assert [line["custom_id"] for line in lines] == ["T-0", "T-1"]
+    assert [line["body"]["messages"][0]["content"] for line in lines] == [
+        "Classify T-0 (0): export crashes",
+        "Classify T-1 (1): add dark mode",
+    ]
+    assert len(xcom_value(dag_run, "classify")) == 2
+    [report] = [r.body for r in batch_stub.requests if r.path.endswith("/chat/completions")]
+    assert report["messages"][0]["content"] == "2 answers"

@@ -121,7 +121,10 @@ def test_for_each_in_task_runs_the_list_in_one_task_and_later_steps_read_content
         ("    for_each: [a, b]\n    on_item_error: fail\n", "'on_item_error' of step 'ask' only applies when"),
         ("    input_file: x.jsonl\n    part_size: 10\n", "'part_size' of step 'ask' only applies with output"),
         ("    input_file: x.jsonl\n    on_item_error: sometimes\n", "'on_item_error' of step 'ask' must be one of"),
-        ("    input_file: x.jsonl\n    mode: batch\n", "'input_file' does not apply to step 'ask' in mode: batch"),
+        (
+            "    input_file: x.jsonl\n    mode: batch\n    part_size: 5\n",
+            "'part_size' does not apply to step 'ask' in mode: batch",
+        ),
     ],
 )
 def test_validate_refuses_what_cannot_apply_at_its_key(step: str, expected: str):
